@@ -1,0 +1,50 @@
+# Set-up is two commands: `make run` and `make test`. Each installs what is
+# missing (system packages, the venv, noVNC) and then does its job.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+export QTWEBENGINE_CHROMIUM_FLAGS ?= --no-sandbox --disable-gpu
+export PYTHONASYNCIODEBUG ?=
+
+.PHONY: run test lint bench setup system services clean
+
+run: setup services
+	$(PY) -m backend.cli ui
+
+test: setup services lint
+	PYTHONASYNCIODEBUG=1 xvfb-run -a -s "-screen 0 1920x1080x24" \
+		$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy backend agent
+
+bench: setup services
+	xvfb-run -a -s "-screen 0 1920x1080x24" bash -c 'for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done'
+
+setup: system $(STAMPS)/venv $(STAMPS)/novnc
+
+system:
+	@installer/bootstrap.sh
+
+services: system
+	@installer/services.sh
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+$(STAMPS)/novnc: resources/package.json resources/package-lock.json
+	@mkdir -p $(STAMPS)
+	cd resources && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+clean:
+	rm -rf $(STAMPS) $(VENV) resources/node_modules

@@ -1,0 +1,24 @@
+"""The public Python API of the Corral backend: what the app and scripts use.
+
+Everything the desktop app knows about the backend comes through this module
+(an import-linter contract enforces it). It imports no Qt.
+"""
+
+from __future__ import annotations
+
+from backend.config import Settings
+from backend.corral import DEVICE_KINDS, Corral
+from backend.devices.store import MAX_BATCH
+from backend.exceptions import CorralError
+from backend.types import DeviceInfo, DeviceListener, Health
+
+__all__ = [
+    "DEVICE_KINDS",
+    "MAX_BATCH",
+    "Corral",
+    "CorralError",
+    "DeviceInfo",
+    "DeviceListener",
+    "Health",
+    "Settings",
+]

@@ -1,0 +1,303 @@
+"""``corral``: the control room, and the same backend from a terminal.
+
+Exit status: 0 success, 1 the operation failed (the message says why and what to
+do), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from backend.config import Settings
+from backend.corral import DEVICE_KINDS, Corral
+from backend.devices.states import DeviceState
+from backend.devices.store import MAX_BATCH
+from backend.exceptions import CorralError
+from backend.types import DeviceInfo
+
+__all__ = ["main"]
+
+EPILOG = """\
+examples:
+  corral                                   open the control room (same as `corral ui`)
+  corral provision --kind browser --count 4 --wait
+  corral devices                           table of devices; --json for scripts
+  corral rm browser-3                      remove one device (by name or id)
+  corral rm --all                          remove every device
+  corral images build                      build the browser device image now
+  corral serve                             run the backend without a window
+  corral doctor                            check Docker, Postgres and the display
+
+environment: CORRAL_DATABASE_URL (default: embedded Postgres), CORRAL_DATA_DIR,
+CORRAL_DEVICE_NETWORK (none|bridge), DOCKER_HOST; see README.md for the rest.
+"""
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_BATCH}, got {text!r}") from None
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_BATCH}, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corral",
+        description="Corral: provision, watch and drive a farm of virtual devices on this workstation.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the backend does")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("ui", help="open the control room window (default)")
+    commands.add_parser("serve", help="run the backend (hub, workers) without a window until Ctrl-C")
+
+    provision = commands.add_parser(
+        "provision",
+        help="create devices",
+        description="Queue new devices; with --wait, show progress until they are ready.",
+    )
+    provision.add_argument("--kind", required=True, choices=DEVICE_KINDS, help="device kind")
+    provision.add_argument("--count", type=_count, default=1, help=f"how many (1..{MAX_BATCH}, default 1)")
+    provision.add_argument("--wait", action="store_true", help="wait until every device is ready or failed")
+    provision.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (default 600)")
+
+    devices = commands.add_parser("devices", help="list devices")
+    devices.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    devices.add_argument("--all", action="store_true", help="include removed devices")
+
+    remove = commands.add_parser("rm", help="remove devices and their containers")
+    remove.add_argument("refs", nargs="*", metavar="ID|NAME", help="devices to remove")
+    remove.add_argument("--all", action="store_true", help="remove every device")
+    remove.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+
+    images = commands.add_parser("images", help="device images")
+    image_commands = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
+    build = image_commands.add_parser("build", help="build device images (only what changed)")
+    build.add_argument("kinds", nargs="*", choices=[[], *DEVICE_KINDS], metavar="KIND", help="default: all")
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_commands.add_parser("upgrade", help="migrate to the newest schema (done on every start too)")
+    down = db_commands.add_parser("downgrade", help="migrate down to a revision")
+    down.add_argument("revision", help="target revision, e.g. base")
+
+    commands.add_parser("doctor", help="check that Docker, Postgres and the display work")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command in (None, "ui"):
+        from app.main import run  # the UI is optional for headless use
+
+        return run(Settings())
+    if args.command == "rm" and not args.refs and not args.all:
+        parser.error("rm needs device ids/names or --all")
+    command: Callable[[argparse.Namespace], Awaitable[int]] = _COMMANDS[args.command]
+    try:
+        return asyncio.run(command(args))
+    except CorralError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _open(*, stream: bool = False) -> Corral:
+    return await Corral.start(Settings(), stream=stream)
+
+
+def _age(info: DeviceInfo) -> str:
+    seconds = int((datetime.now(UTC) - info.created_at).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _table(rows: list[DeviceInfo]) -> str:
+    header = ("ID", "NAME", "KIND", "STATE", "AGE", "DETAIL")
+    lines = [
+        (d.id, d.name, d.kind, d.state, _age(d), d.reason or ("" if d.state == "ready" else d.progress_message))
+        for d in rows
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header) - 1)]
+    out = []
+    for row in [header, *lines]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
+        out.append("  ".join([*cells, str(row[-1])]).rstrip())
+    return "\n".join(out)
+
+
+def _as_json(info: DeviceInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "name": info.name,
+        "kind": info.kind,
+        "state": info.state,
+        "reason": info.reason,
+        "progress": info.progress,
+        "progress_message": info.progress_message,
+        "created_at": info.created_at.isoformat(),
+        "updated_at": info.updated_at.isoformat(),
+    }
+
+
+def _print_progress(info: DeviceInfo) -> None:
+    detail = info.reason or info.progress_message
+    print(f"  {info.name:<14} {info.state:<12} {int(info.progress * 100):>3}%  {detail}", flush=True)
+
+
+async def _devices(args: argparse.Namespace) -> int:
+    corral = await _open()
+    try:
+        rows = await corral.devices(include_removed=args.all)
+    finally:
+        await corral.stop()
+    if args.json:
+        print(json.dumps([_as_json(d) for d in rows], indent=2))
+    elif rows:
+        print(_table(rows))
+    else:
+        print("no devices; create some with: corral provision --kind browser --count 2")
+    return 0
+
+
+async def _provision(args: argparse.Namespace) -> int:
+    corral = await _open()
+    try:
+        await corral.runtime.ping()
+        created = await corral.provision(args.kind, args.count)
+        print(f"requested {len(created)} {args.kind} device(s): {', '.join(d.name for d in created)}")
+        if not (args.wait or corral.is_host):
+            print("the running Corral host provisions them; follow with `corral devices`")
+            return 0
+        if not args.wait:
+            print("no other Corral is running, so this command does the work; waiting")
+        ids = [d.id for d in created]
+        try:
+            final = await corral.wait_for(ids, {DeviceState.READY}, args.timeout, on_change=_print_progress)
+        except TimeoutError:
+            print(f"corral: devices not ready after {args.timeout:.0f}s; see `corral devices`", file=sys.stderr)
+            return 1
+    finally:
+        await corral.stop()
+    print(_table(final))
+    return 0 if all(d.state == DeviceState.READY for d in final) else 1
+
+
+async def _remove(args: argparse.Namespace) -> int:
+    corral = await _open()
+    try:
+        if args.all:
+            targets = await corral.devices()
+        else:
+            targets = [await corral.device(ref) for ref in args.refs]
+        if not targets:
+            print("no devices to remove")
+            return 0
+        await corral.remove([d.id for d in targets])
+        print(f"removing {', '.join(d.name for d in targets)}")
+        if not corral.is_host:
+            return 0
+        try:
+            final = await corral.wait_for([d.id for d in targets], {DeviceState.REMOVED}, args.timeout)
+        except TimeoutError:
+            print(f"corral: removal not finished after {args.timeout:.0f}s", file=sys.stderr)
+            return 1
+    finally:
+        await corral.stop()
+    failed = [d for d in final if d.state != DeviceState.REMOVED]
+    for d in failed:
+        print(f"corral: {d.name} not removed: {d.reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    corral = await Corral.start(Settings(), role="host", stream=True)
+    print(f"corral: serving (host); stream proxy on port {corral.stream_port}. Ctrl-C to stop.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await corral.stop()
+    return 0
+
+
+async def _images(args: argparse.Namespace) -> int:
+    from backend.runtime.docker import DockerRuntime
+
+    runtime = DockerRuntime(Settings())
+    await runtime.ping()
+    for kind in args.kinds or DEVICE_KINDS:
+        last = [-1]
+
+        def progress(fraction: float, message: str, kind: str = kind) -> None:
+            percent = int(fraction * 100)
+            if percent != last[0] or message:
+                last[0] = percent
+                print(f"  {kind}: {percent:>3}% {message}", flush=True)
+
+        reference = await runtime.ensure_image(kind, progress, force=args.force)
+        print(f"{kind}: {reference}")
+    return 0
+
+
+async def _db(args: argparse.Namespace) -> int:
+    from backend.db import Database, migrate
+
+    database = await Database.open(Settings(), migrate_schema=False)
+    try:
+        if args.db_command == "upgrade":
+            await migrate.upgrade(database.url)
+            print(f"database at revision {migrate.head_revision()}")
+        else:
+            await migrate.downgrade(database.url, args.revision)
+            print(f"database at revision {args.revision}")
+    finally:
+        await database.close()
+    return 0
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    from backend.doctor import run_checks
+
+    ok = True
+    for check in await run_checks(Settings()):
+        ok = ok and check.ok
+        print(f"{'ok ' if check.ok else 'BAD'}  {check.name:<10} {check.message}")
+    return 0 if ok else 1
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "devices": _devices,
+    "provision": _provision,
+    "rm": _remove,
+    "serve": _serve,
+    "images": _images,
+    "db": _db,
+    "doctor": _doctor,
+}

@@ -1,0 +1,5 @@
+"""Settings (environment ``CORRAL_*``) and paths."""
+
+from backend.config.settings import Settings
+
+__all__ = ["Settings"]

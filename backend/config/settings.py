@@ -1,0 +1,78 @@
+"""Settings from the environment (``CORRAL_*``), with defaults that run embedded."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+DeviceNetwork = Literal["none", "bridge"]
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("corral", appauthor=False))
+
+
+def _default_runtime_dir() -> Path:
+    # XDG_RUNTIME_DIR is per user and tmpfs; root usually has none, so fall back
+    # to a private directory under /tmp that Corral creates with mode 0700.
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return Path(base) / "corral"
+    return Path(f"/tmp/corral-{os.getuid()}")
+
+
+class Settings(BaseSettings):
+    """Everything Corral reads from its environment.
+
+    ``CORRAL_DATABASE_URL`` unset means the embedded Postgres cluster in the data
+    directory. Paths are created on demand by the components that own them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    runtime_dir: Path = Field(default_factory=_default_runtime_dir)
+    database_url: str | None = None
+    docker_host: str | None = None
+    device_network: DeviceNetwork | None = None
+    """``None`` picks ``bridge`` when the daemon has one, else ``none``."""
+    device_uid: int | None = None
+    """uid the device processes run as; default the operator's, or 10001 for root."""
+    device_cpus: float = 1.0
+    device_memory_mb: int = 1024
+    image_prefix: str = "corral"
+    agent_token_ttl: float = 24 * 3600.0
+    stream_token_ttl: float = 60.0
+    stream_host: str = "127.0.0.1"
+    stream_port: int = 0
+    """0 picks a free port at start."""
+    job_concurrency: int = Field(default_factory=lambda: max(2, min(8, (os.cpu_count() or 2) * 2)))
+    job_max_attempts: int = 3
+    boot_timeout: float = 60.0
+
+    @cached_property
+    def effective_device_uid(self) -> int:
+        if self.device_uid is not None:
+            return self.device_uid
+        uid = os.getuid()
+        return uid if uid != 0 else 10001
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def device_dir(self, device_id: str) -> Path:
+        """The private runtime directory of one device (VNC and hub sockets)."""
+        return self.runtime_dir / "devices" / device_id

@@ -1,0 +1,152 @@
+"""Job handlers that provision and remove devices.
+
+Both are idempotent: a rerun finds the device's container by label (the runtime's
+``create`` returns an existing one) and carries on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+
+from backend.config import Settings
+from backend.devices.exceptions import DeviceError
+from backend.devices.probe import vnc_answers
+from backend.devices.states import DeviceState
+from backend.devices.store import DeviceStore
+from backend.hub import Hub
+from backend.jobs.exceptions import JobCancelled
+from backend.jobs.worker import Handler, JobContext
+from backend.runtime.base import DeviceSpec, Runtime
+
+__all__ = ["DeviceHandlers"]
+
+log = logging.getLogger(__name__)
+S = DeviceState
+
+
+class BootFailed(DeviceError):
+    """The device did not come up."""
+
+
+class DeviceHandlers:
+    def __init__(self, settings: Settings, store: DeviceStore, runtime: Runtime, hub: Hub) -> None:
+        self._settings = settings
+        self._store = store
+        self._runtime = runtime
+        self._hub = hub
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"provision": self.provision, "remove": self.remove}
+
+    def prepare_dir(self, device_id: str) -> None:
+        """Create the device's private runtime directory (0700, owned by the device uid)."""
+        path = self._settings.device_dir(device_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        uid = self._settings.effective_device_uid
+        os.chown(path, uid, uid)
+
+    async def provision(self, job: JobContext) -> None:
+        device_id = _device_id(job)
+        device = await self._store.get(device_id)
+        if device.state in (S.REMOVED, S.STOPPING):
+            return
+        if device.state not in (S.PROVISIONING, S.BOOTING):
+            await self._store.transition(device_id, S.PROVISIONING, message=f"attempt {job.attempt}")
+        try:
+            await self._provision(job, device_id, device.kind, device.name)
+        except JobCancelled:
+            await self._cleanup(device_id)
+            raise
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            await self._cleanup(device_id)
+            if job.is_last_attempt:
+                await self._store.transition(device_id, S.FAILED, reason=reason)
+            else:
+                await self._store.add_event(device_id, "retry", f"attempt {job.attempt} failed: {reason}")
+            raise
+
+    async def _provision(self, job: JobContext, device_id: str, kind: str, name: str) -> None:
+        async def report(fraction: float, message: str) -> None:
+            await job.progress(fraction, message)
+            await self._store.set_progress(device_id, fraction, message)
+
+        await report(0.05, "checking device image")
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Future[None]] = set()
+
+        def image_progress(fraction: float, message: str) -> None:
+            # Called from the build's thread; hop onto the loop, latest value wins.
+            def schedule() -> None:
+                pending.add(asyncio.ensure_future(report(0.05 + 0.45 * fraction, message)))
+
+            loop.call_soon_threadsafe(schedule)
+
+        await self._runtime.ensure_image(kind, image_progress)
+        await asyncio.gather(*pending, return_exceptions=True)
+        await report(0.55, "starting container")
+        self.prepare_dir(device_id)
+        await self._hub.listen(device_id)
+        spec = DeviceSpec(
+            device_id=device_id,
+            name=name,
+            kind=kind,
+            runtime_dir=self._settings.device_dir(device_id),
+            env={"CORRAL_AGENT_TOKEN": self._hub.agent_token(device_id), **job.payload.get("env", {})},
+        )
+        await self._runtime.create(spec)
+        await self._store.transition(device_id, S.BOOTING)
+        await report(0.7, "waiting for the screen and the agent")
+        await self._wait_until_up(job, device_id)
+        await self._store.transition(device_id, S.READY)
+
+    async def _wait_until_up(self, job: JobContext, device_id: str) -> None:
+        deadline = time.monotonic() + self._settings.boot_timeout
+        vnc_socket = self._settings.device_dir(device_id) / "vnc.sock"
+        vnc_ok = hello_ok = False
+        while time.monotonic() < deadline:
+            job.checkpoint()
+            vnc_ok = vnc_ok or await vnc_answers(vnc_socket)
+            hello_ok = self._hub.is_connected(device_id)
+            if vnc_ok and hello_ok:
+                return
+            instance = await self._runtime.find(device_id)
+            if instance is None or instance.status in ("exited", "dead"):
+                logs = await self._runtime.logs(device_id, tail=5) if instance else ""
+                detail = f": {logs.strip().splitlines()[-1]}" if logs.strip() else ""
+                code = f" with code {instance.exit_code}" if instance and instance.exit_code is not None else ""
+                raise BootFailed(f"container exited{code} while booting{detail}")
+            with contextlib.suppress(TimeoutError):
+                await self._hub.wait_hello(device_id, timeout=0.1 if hello_ok or not vnc_ok else 0.5)
+        missing = [what for what, ok in (("screen (VNC)", vnc_ok), ("agent", hello_ok)) if not ok]
+        raise BootFailed(f"device did not come up within {self._settings.boot_timeout:.0f}s: no {' or '.join(missing)}")
+
+    async def remove(self, job: JobContext) -> None:
+        device_id = _device_id(job)
+        device = await self._store.get(device_id)
+        if device.state == S.REMOVED:
+            return
+        if device.state != S.STOPPING:
+            await self._store.transition(device_id, S.STOPPING)
+        await job.progress(0.3, "removing container")
+        await self._cleanup(device_id)
+        await self._store.transition(device_id, S.REMOVED)
+
+    async def _cleanup(self, device_id: str) -> None:
+        """Remove what a device had on this host: container, hub socket, runtime dir."""
+        await self._runtime.remove(device_id)
+        await self._hub.close_device(device_id)
+        await asyncio.to_thread(shutil.rmtree, self._settings.device_dir(device_id), True)
+
+
+def _device_id(job: JobContext) -> str:
+    if job.device_id is None:
+        raise DeviceError(f"job {job.id} ({job.kind}) names no device")
+    return job.device_id

@@ -1,0 +1,156 @@
+"""Device rows, their events and the jobs that act on them (SQLAlchemy).
+
+Every state change goes through :meth:`DeviceStore.transition`, which locks the
+row, enforces the state machine and writes an event row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, text
+
+from backend.db import Database
+from backend.db.models import Device, DeviceEvent, Job
+from backend.devices.exceptions import InvalidRequest, UnknownDevice
+from backend.devices.states import DeviceState, check_transition
+
+__all__ = ["MAX_BATCH", "DeviceStore"]
+
+MAX_BATCH = 64
+"""Most devices one provision request may ask for."""
+
+
+def new_device_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class DeviceStore:
+    def __init__(self, database: Database, *, max_attempts: int = 3) -> None:
+        self._database = database
+        self._max_attempts = max_attempts
+
+    async def request(self, kind: str, count: int, kinds: Sequence[str]) -> list[Device]:
+        """Insert *count* devices in ``requested`` and one provision job each, atomically."""
+        if kind not in kinds:
+            raise InvalidRequest(f"unknown kind {kind!r}; valid kinds: {', '.join(kinds)}")
+        if not 1 <= count <= MAX_BATCH:
+            raise InvalidRequest(f"count must be between 1 and {MAX_BATCH}, got {count}")
+        async with self._database.session() as session, session.begin():
+            # Serialise name allocation between concurrent requests (app and CLI).
+            await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('corral.device-names'))"))
+            prefix = f"{kind}-"
+            names = (
+                await session.scalars(select(Device.name).where(Device.name.startswith(prefix)))
+            ).all()
+            taken = [int(n[len(prefix) :]) for n in names if n[len(prefix) :].isdigit()]
+            first = max(taken, default=0) + 1
+            devices = [
+                Device(id=new_device_id(), name=f"{prefix}{first + i}", kind=kind, state=DeviceState.REQUESTED)
+                for i in range(count)
+            ]
+            session.add_all(devices)
+            await session.flush()
+            for device in devices:
+                session.add(DeviceEvent(device_id=device.id, kind="state", to_state=device.state))
+                session.add(
+                    Job(
+                        kind="provision",
+                        device_id=device.id,
+                        payload={"kind": kind},
+                        max_attempts=self._max_attempts,
+                    )
+                )
+        return devices
+
+    async def request_removal(self, device_ids: Sequence[str]) -> None:
+        """Queue a remove job for each device (at high priority; idempotent per device)."""
+        async with self._database.session() as session, session.begin():
+            found = set((await session.scalars(select(Device.id).where(Device.id.in_(device_ids)))).all())
+            missing = [d for d in device_ids if d not in found]
+            if missing:
+                raise UnknownDevice(f"no device with id {', '.join(missing)}")
+            # A queued provision for a device about to go is pointless: cancel it.
+            await session.execute(
+                text(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now() "
+                    "WHERE device_id = ANY(:ids) AND kind = 'provision' AND state = 'queued'"
+                ),
+                {"ids": list(device_ids)},
+            )
+            await session.execute(
+                text(
+                    "UPDATE jobs SET cancel_requested = true, updated_at = now() "
+                    "WHERE device_id = ANY(:ids) AND kind = 'provision' AND state = 'running'"
+                ),
+                {"ids": list(device_ids)},
+            )
+            for device_id in device_ids:
+                session.add(Job(kind="remove", device_id=device_id, priority=10, max_attempts=self._max_attempts))
+
+    async def transition(
+        self, device_id: str, target: DeviceState, *, reason: str | None = None, message: str = ""
+    ) -> Device:
+        """Move the device to *target* (raises InvalidTransition / UnknownDevice)."""
+        async with self._database.session() as session, session.begin():
+            device = await session.get(Device, device_id, with_for_update=True)
+            if device is None:
+                raise UnknownDevice(f"no device with id {device_id}")
+            current = DeviceState(device.state)
+            if current == target:
+                return device
+            check_transition(current, target)
+            device.state = target
+            device.reason = reason if target == DeviceState.FAILED else None
+            if target == DeviceState.READY:
+                device.progress, device.progress_message = 1.0, "ready"
+            device.updated_at = func.now()
+            session.add(
+                DeviceEvent(
+                    device_id=device_id,
+                    kind="state",
+                    from_state=current,
+                    to_state=target,
+                    message=reason or message,
+                )
+            )
+        return device
+
+    async def set_progress(self, device_id: str, fraction: float, message: str) -> None:
+        async with self._database.session() as session, session.begin():
+            await session.execute(
+                text(
+                    "UPDATE devices SET progress = :p, progress_message = :m, updated_at = now() "
+                    "WHERE id = :id"
+                ),
+                {"p": fraction, "m": message, "id": device_id},
+            )
+
+    async def add_event(self, device_id: str, kind: str, message: str) -> None:
+        async with self._database.session() as session, session.begin():
+            session.add(DeviceEvent(device_id=device_id, kind=kind, message=message))
+
+    async def get(self, device_id: str) -> Device:
+        async with self._database.session() as session:
+            device = await session.get(Device, device_id)
+        if device is None:
+            raise UnknownDevice(f"no device with id {device_id}")
+        return device
+
+    async def list(self, *, include_removed: bool = False) -> list[Device]:
+        query = select(Device).order_by(Device.created_at, Device.name)
+        if not include_removed:
+            query = query.where(Device.state != DeviceState.REMOVED)
+        async with self._database.session() as session:
+            return list((await session.scalars(query)).all())
+
+    async def resolve(self, ref: str) -> Device:
+        """Find a device by id or by name."""
+        async with self._database.session() as session:
+            device = await session.get(Device, ref) or await session.scalar(
+                select(Device).where(Device.name == ref, Device.state != DeviceState.REMOVED)
+            )
+        if device is None:
+            raise UnknownDevice(f"no device with id or name {ref!r}")
+        return device

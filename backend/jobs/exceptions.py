@@ -1,0 +1,27 @@
+"""Errors of the job engine.
+
+    JobError
+    ├── JobCancelled     the job's cancel flag was seen at a checkpoint
+    ├── LeaseLost        another worker owns the job now; stop without writing
+    └── UnknownJobKind   no handler is registered for a job's kind
+"""
+
+from __future__ import annotations
+
+from backend.exceptions import CorralError
+
+
+class JobError(CorralError):
+    """Job engine error."""
+
+
+class JobCancelled(JobError):
+    """The job was cancelled."""
+
+
+class LeaseLost(JobError):
+    """The worker lost its lease on the job."""
+
+
+class UnknownJobKind(JobError):
+    """No handler for this kind of job."""

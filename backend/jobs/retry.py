@@ -1,0 +1,19 @@
+"""Retry delays: exponential backoff with full jitter (pure)."""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["backoff_delay"]
+
+
+def backoff_delay(
+    attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1).
+
+    Half the exponential step is fixed and half random, so retries spread out
+    without ever retrying immediately.
+    """
+    step = min(cap, base * 2 ** (attempt - 1))
+    return step / 2 + (rng or random).uniform(0, step / 2)

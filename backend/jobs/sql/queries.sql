@@ -1,0 +1,54 @@
+-- claim_jobs --
+-- Lease up to $2 runnable jobs to worker $1 for $3 seconds, oldest first within priority.
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND run_after <= now()
+    ORDER BY priority DESC, run_after, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET
+    state = 'running',
+    attempts = attempts + 1,
+    lease_owner = $1,
+    lease_expires_at = now() + make_interval(secs => $3),
+    started_at = coalesce(started_at, now()),
+    updated_at = now()
+FROM picked WHERE jobs.id = picked.id
+RETURNING jobs.id, jobs.kind, jobs.device_id, jobs.payload, jobs.attempts, jobs.max_attempts;
+
+-- heartbeat --
+-- Extend the lease of running job $1 held by $2; returns the cancel flag (no row: lease lost).
+UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING cancel_requested;
+
+-- set_progress --
+-- Record progress of job $1; returns the cancel flag.
+UPDATE jobs SET progress = $2, progress_message = $3, updated_at = now()
+WHERE id = $1
+RETURNING cancel_requested;
+
+-- finish_job --
+-- Move running job $1 held by $2 to a terminal state $3 with error $4.
+UPDATE jobs SET state = $3::varchar, error = $4::text, lease_owner = NULL, lease_expires_at = NULL,
+    progress = CASE WHEN $3::varchar = 'succeeded' THEN 1 ELSE progress END,
+    finished_at = now(), updated_at = now()
+WHERE id = $1 AND lease_owner = $2;
+
+-- retry_job --
+-- Put running job $1 held by $2 back in the queue after $3 seconds, keeping error $4.
+UPDATE jobs SET state = 'queued', error = $4::text, lease_owner = NULL, lease_expires_at = NULL,
+    run_after = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND lease_owner = $2;
+
+-- requeue_expired --
+-- Requeue running jobs whose lease ran out (their worker died); returns their ids.
+UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+    error = coalesce(error || E'\n', '') || 'worker lost its lease; requeued', updated_at = now()
+WHERE state = 'running' AND lease_expires_at < now()
+RETURNING id;
+
+-- next_run_after --
+-- Seconds until the earliest queued job becomes runnable (NULL when none is queued).
+SELECT greatest(0, extract(epoch FROM min(run_after) - now()))::float8 FROM jobs WHERE state = 'queued';

@@ -1,0 +1,217 @@
+"""Job workers: claim with SKIP LOCKED, run handlers, heartbeat, retry, reap.
+
+One :class:`Worker` per process runs up to ``concurrency`` jobs at once as named
+asyncio tasks. It wakes on ``NOTIFY`` (see :mod:`backend.db.notify`) and polls
+only as a fallback. Leases are extended by a heartbeat; a job whose worker died
+is requeued by the reaper of any live worker once its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from backend.db import Database
+from backend.db.notify import channel
+from backend.jobs.exceptions import JobCancelled, LeaseLost, UnknownJobKind
+from backend.jobs.queries import QUERIES
+from backend.jobs.retry import backoff_delay
+
+__all__ = ["Handler", "JobContext", "Worker"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["JobContext"], Awaitable[None]]
+
+
+@dataclass
+class JobContext:
+    """What a handler sees of its job. Call :meth:`progress` at checkpoints."""
+
+    id: int
+    kind: str
+    device_id: str | None
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    _pool: asyncpg.Pool = field(repr=False)
+    cancel_requested: bool = False
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    async def progress(self, fraction: float, message: str) -> None:
+        """Record progress; raises JobCancelled if the job was cancelled meanwhile."""
+        cancelled = await self._pool.fetchval(
+            QUERIES["set_progress"], self.id, max(0.0, min(1.0, fraction)), message
+        )
+        self.checkpoint(bool(cancelled))
+
+    def checkpoint(self, cancelled: bool = False) -> None:
+        """Raise JobCancelled if a cancel was seen here or by the heartbeat."""
+        self.cancel_requested = self.cancel_requested or cancelled
+        if self.cancel_requested:
+            raise JobCancelled()
+
+
+class Worker:
+    """Runs jobs of the kinds in *handlers* until :meth:`stop`."""
+
+    def __init__(
+        self,
+        database: Database,
+        handlers: dict[str, Handler],
+        *,
+        concurrency: int = 4,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 5.0,
+        retry_base_seconds: float = 1.0,
+    ) -> None:
+        self._database = database
+        self._handlers = handlers
+        self._concurrency = concurrency
+        self._lease = lease_seconds
+        self._poll = poll_seconds
+        self._retry_base = retry_base_seconds
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._pool: asyncpg.Pool | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._running: dict[int, tuple[asyncio.Task[None], JobContext]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        from backend.db.database import asyncpg_connect_kwargs
+
+        self._pool = await asyncpg.create_pool(
+            **asyncpg_connect_kwargs(self._database.url), min_size=1, max_size=self._concurrency + 2
+        )
+        self._database.on_notify(channel("jobs"), lambda _c, _p: self._wake.set())
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name=f"jobs-claim[{self.name}]"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"jobs-heartbeat[{self.name}]"),
+        ]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, give running jobs *grace* seconds, then cancel and release them."""
+        self._stopping.set()
+        self._wake.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        tasks = [task for task, _ in self._running.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _claim_loop(self) -> None:
+        assert self._pool is not None
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = self._concurrency - len(self._running)
+            if free > 0:
+                try:
+                    rows = await self._pool.fetch(QUERIES["claim_jobs"], self.name, free, self._lease)
+                    await self._pool.execute(QUERIES["requeue_expired"])
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("claiming jobs failed (%s); retrying", exc)
+                    rows = []
+                    await asyncio.sleep(1.0)
+                for row in rows:
+                    self._launch(row)
+                if rows and len(rows) == free:
+                    continue
+            timeout = await self._idle_timeout()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _idle_timeout(self) -> float:
+        assert self._pool is not None
+        try:
+            due = await self._pool.fetchval(QUERIES["next_run_after"])
+        except (OSError, asyncpg.PostgresError):
+            return 1.0
+        return self._poll if due is None else max(0.01, min(self._poll, float(due)))
+
+    def _launch(self, row: asyncpg.Record) -> None:
+        assert self._pool is not None
+        payload = row["payload"]
+        context = JobContext(
+            id=row["id"],
+            kind=row["kind"],
+            device_id=row["device_id"],
+            payload=payload if isinstance(payload, dict) else _json(payload),
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            _pool=self._pool,
+        )
+        task = asyncio.create_task(self._run(context), name=f"job-{context.id}-{context.kind}")
+        self._running[context.id] = (task, context)
+        task.add_done_callback(lambda _t, job_id=context.id: self._on_done(job_id))
+
+    def _on_done(self, job_id: int) -> None:
+        self._running.pop(job_id, None)
+        self._wake.set()
+
+    async def _run(self, context: JobContext) -> None:
+        assert self._pool is not None
+        handler = self._handlers.get(context.kind)
+        try:
+            if handler is None:
+                raise UnknownJobKind(f"no handler for job kind {context.kind!r}")
+            await handler(context)
+        except JobCancelled:
+            await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "cancelled", None)
+        except LeaseLost:
+            log.warning("job %s: lease lost; another worker owns it", context.id)
+        except asyncio.CancelledError:
+            # Shutdown: hand the job back so the next worker resumes it at once.
+            await asyncio.shield(self._pool.execute(QUERIES["retry_job"], context.id, self.name, 0, None))
+            raise
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            if context.is_last_attempt or isinstance(exc, UnknownJobKind):
+                log.warning("job %s (%s) failed for good: %s", context.id, context.kind, message)
+                await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "failed", message)
+            else:
+                delay = backoff_delay(context.attempt, base=self._retry_base)
+                log.info("job %s attempt %s failed (%s); retry in %.1fs", context.id, context.attempt, message, delay)
+                await self._pool.execute(QUERIES["retry_job"], context.id, self.name, delay, message)
+        else:
+            await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "succeeded", None)
+
+    async def _heartbeat_loop(self) -> None:
+        assert self._pool is not None
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            for job_id, (task, context) in list(self._running.items()):
+                try:
+                    row = await self._pool.fetchrow(QUERIES["heartbeat"], job_id, self.name, self._lease)
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("heartbeat for job %s failed: %s", job_id, exc)
+                    continue
+                if row is None:
+                    task.cancel()
+                elif row["cancel_requested"]:
+                    context.cancel_requested = True
+
+
+def _json(value: Any) -> dict[str, Any]:
+    import json
+
+    decoded = json.loads(value) if isinstance(value, str) else {}
+    return decoded if isinstance(decoded, dict) else {}

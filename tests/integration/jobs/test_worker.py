@@ -1,0 +1,156 @@
+"""The job worker on a real Postgres: claim, run, retry, cancel, no double runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import text
+
+from backend.config import Settings
+from backend.db import Database
+from backend.jobs.worker import JobContext, Worker
+
+
+async def _enqueue(database: Database, kind: str, count: int = 1, max_attempts: int = 3) -> list[int]:
+    async with database.session() as session, session.begin():
+        rows = await session.execute(
+            text(
+                "INSERT INTO jobs (kind, max_attempts) SELECT :kind, :max FROM generate_series(1, :n) RETURNING id"
+            ),
+            {"kind": kind, "max": max_attempts, "n": count},
+        )
+        return [row[0] for row in rows]
+
+
+async def _job(database: Database, job_id: int) -> dict[str, object]:
+    async with database.session() as session:
+        row = (await session.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id})).mappings().one()
+    return dict(row)
+
+
+async def _wait_state(database: Database, job_id: int, state: str, timeout: float = 10.0) -> dict[str, object]:
+    async with asyncio.timeout(timeout):
+        while (job := await _job(database, job_id))["state"] != state:
+            await asyncio.sleep(0.05)
+    return job
+
+
+async def test_runs_jobs_woken_by_notify(settings: Settings) -> None:
+    database = await Database.open(settings)
+    seen: list[int] = []
+
+    async def handler(job: JobContext) -> None:
+        await job.progress(0.5, "half")
+        seen.append(job.id)
+
+    worker = Worker(database, {"noop": handler}, concurrency=2, poll_seconds=30)
+    await worker.start()
+    try:
+        await asyncio.sleep(0.2)
+        ids = await _enqueue(database, "noop", 5)
+        for job_id in ids:
+            job = await _wait_state(database, job_id, "succeeded", timeout=5)
+            assert job["progress"] == 1.0
+            assert job["attempts"] == 1
+        assert sorted(seen) == ids
+    finally:
+        await worker.stop()
+        await database.close()
+
+
+async def test_failing_handler_retries_with_backoff_then_fails(settings: Settings) -> None:
+    database = await Database.open(settings)
+    attempts: list[float] = []
+
+    async def handler(job: JobContext) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        raise ValueError(f"boom {job.attempt}")
+
+    worker = Worker(database, {"bad": handler}, concurrency=1, retry_base_seconds=0.2, poll_seconds=0.5)
+    await worker.start()
+    try:
+        (job_id,) = await _enqueue(database, "bad", max_attempts=3)
+        job = await _wait_state(database, job_id, "failed")
+        assert job["attempts"] == 3
+        assert job["error"] == "boom 3"
+        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+        assert gaps[0] >= 0.1 and gaps[1] >= 0.2  # backoff 0.1-0.2 s, then 0.2-0.4 s
+    finally:
+        await worker.stop()
+        await database.close()
+
+
+async def test_unknown_kind_fails_at_once(settings: Settings) -> None:
+    database = await Database.open(settings)
+    worker = Worker(database, {}, concurrency=1)
+    await worker.start()
+    try:
+        (job_id,) = await _enqueue(database, "mystery")
+        job = await _wait_state(database, job_id, "failed")
+        assert "no handler" in str(job["error"])
+        assert job["attempts"] == 1
+    finally:
+        await worker.stop()
+        await database.close()
+
+
+async def test_cancel_is_seen_at_the_next_checkpoint(settings: Settings) -> None:
+    database = await Database.open(settings)
+    started = asyncio.Event()
+    cleaned = asyncio.Event()
+
+    async def handler(job: JobContext) -> None:
+        started.set()
+        try:
+            while True:
+                await job.progress(0.1, "working")
+                await asyncio.sleep(0.05)
+        finally:
+            cleaned.set()
+
+    worker = Worker(database, {"long": handler}, concurrency=1)
+    await worker.start()
+    try:
+        (job_id,) = await _enqueue(database, "long")
+        await asyncio.wait_for(started.wait(), 5)
+        async with database.session() as session, session.begin():
+            await session.execute(text("UPDATE jobs SET cancel_requested = true WHERE id = :id"), {"id": job_id})
+        await _wait_state(database, job_id, "cancelled")
+        assert cleaned.is_set()
+    finally:
+        await worker.stop()
+        await database.close()
+
+
+async def test_two_workers_never_run_a_job_twice(settings: Settings) -> None:
+    first_db = await Database.open(settings)
+    second_db = await Database.open(settings)
+    runs: Counter[int] = Counter()
+
+    async def handler(job: JobContext) -> None:
+        runs[job.id] += 1
+        await asyncio.sleep(0)
+
+    workers = [
+        Worker(first_db, {"short": handler}, concurrency=4),
+        Worker(second_db, {"short": handler}, concurrency=4),
+    ]
+    for worker in workers:
+        await worker.start()
+    try:
+        ids = await _enqueue(first_db, "short", 300)
+        async with asyncio.timeout(30):
+            while True:
+                async with first_db.session() as session:
+                    done = await session.scalar(text("SELECT count(*) FROM jobs WHERE state = 'succeeded'"))
+                if done == len(ids):
+                    break
+                await asyncio.sleep(0.05)
+        assert set(runs) == set(ids)
+        assert max(runs.values()) == 1
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await first_db.close()
+        await second_db.close()
