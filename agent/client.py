@@ -7,6 +7,7 @@ unix socket in the device's runtime directory. It never imports ``backend``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -17,7 +18,16 @@ from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from agent import __version__
-from agent.protocol import MAX_FRAME_BYTES, Command, ErrorMessage, Hello, ProtocolError, Result, decode, encode
+from agent.protocol import (
+    MAX_FRAME_BYTES,
+    Command,
+    ErrorMessage,
+    Hello,
+    ProtocolError,
+    Result,
+    decode,
+    encode,
+)
 
 __all__ = ["AgentClient", "CommandHandler"]
 
@@ -84,10 +94,8 @@ class AgentClient:
                 break
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(self._max_backoff, backoff * 2)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _serve(self, connection: ClientConnection) -> None:
         hello = Hello(device_id=self._device_id, agent_version=__version__, capabilities=self._capabilities)

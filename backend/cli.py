@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +44,9 @@ def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_BATCH}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_BATCH}, got {text!r}"
+        ) from None
     if not 1 <= value <= MAX_BATCH:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_BATCH}, got {value}")
     return value
@@ -108,10 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "ui"):
         from app.main import run  # the UI is optional for headless use
 
-        return run(Settings())
+        return int(run(Settings()))
     if args.command == "rm" and not args.refs and not args.all:
         parser.error("rm needs device ids/names or --all")
-    command: Callable[[argparse.Namespace], Awaitable[int]] = _COMMANDS[args.command]
+    command = _COMMANDS[args.command]
     try:
         return asyncio.run(command(args))
     except CorralError as exc:
@@ -136,7 +138,14 @@ def _age(info: DeviceInfo) -> str:
 def _table(rows: list[DeviceInfo]) -> str:
     header = ("ID", "NAME", "KIND", "STATE", "AGE", "DETAIL")
     lines = [
-        (d.id, d.name, d.kind, d.state, _age(d), d.reason or ("" if d.state == "ready" else d.progress_message))
+        (
+            d.id,
+            d.name,
+            d.kind,
+            d.state,
+            _age(d),
+            d.reason or ("" if d.state == "ready" else d.progress_message),
+        )
         for d in rows
     ]
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header) - 1)]
@@ -196,7 +205,9 @@ async def _provision(args: argparse.Namespace) -> int:
         try:
             final = await corral.wait_for(ids, {DeviceState.READY}, args.timeout, on_change=_print_progress)
         except TimeoutError:
-            print(f"corral: devices not ready after {args.timeout:.0f}s; see `corral devices`", file=sys.stderr)
+            print(
+                f"corral: devices not ready after {args.timeout:.0f}s; see `corral devices`", file=sys.stderr
+            )
             return 1
     finally:
         await corral.stop()
@@ -253,13 +264,9 @@ async def _images(args: argparse.Namespace) -> int:
     runtime = DockerRuntime(Settings())
     await runtime.ping()
     for kind in args.kinds or DEVICE_KINDS:
-        last = [-1]
 
         def progress(fraction: float, message: str, kind: str = kind) -> None:
-            percent = int(fraction * 100)
-            if percent != last[0] or message:
-                last[0] = percent
-                print(f"  {kind}: {percent:>3}% {message}", flush=True)
+            print(f"  {kind}: {int(fraction * 100):>3}% {message}", flush=True)
 
         reference = await runtime.ensure_image(kind, progress, force=args.force)
         print(f"{kind}: {reference}")
@@ -292,7 +299,7 @@ async def _doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "devices": _devices,
     "provision": _provision,
     "rm": _remove,

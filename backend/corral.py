@@ -16,7 +16,6 @@ from typing import Literal
 
 import asyncpg
 
-from backend.types import DeviceInfo, DeviceListener, Health
 from backend.config import Settings
 from backend.db import Database
 from backend.db.models import Device
@@ -28,6 +27,7 @@ from backend.hub import Hub, HubListener, tokens
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
+from backend.types import DeviceInfo, DeviceListener, Health
 
 __all__ = ["Corral"]
 
@@ -229,12 +229,23 @@ class Corral:
                     log.exception("device listener failed")
 
     async def wait_for(
-        self, device_ids: list[str], states: set[str], timeout: float, *, on_change: DeviceListener | None = None
+        self,
+        device_ids: list[str],
+        states: set[str],
+        timeout: float,
+        *,
+        on_change: DeviceListener | None = None,
     ) -> list[DeviceInfo]:
         """Wait until every device is in one of *states* (or ``failed``/``removed``)."""
         final = states | {DeviceState.FAILED, DeviceState.REMOVED}
         changed = asyncio.Event()
-        unsubscribe = self.add_listener(lambda info: (changed.set(), on_change and on_change(info)))
+
+        def listener(info: DeviceInfo) -> None:
+            changed.set()
+            if on_change is not None:
+                on_change(info)
+
+        unsubscribe = self.add_listener(listener)
         try:
             async with asyncio.timeout(timeout):
                 while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from dataclasses import dataclass
@@ -38,10 +39,16 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("postgres", False, str(exc)))
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     checks.append(
-        Check("display", bool(display), display or "no DISPLAY: the window needs one (CLI commands work without)")
+        Check(
+            "display",
+            bool(display),
+            display or "no DISPLAY: the window needs one (CLI commands work without)",
+        )
     )
-    kvm = os.path.exists("/dev/kvm")
-    checks.append(Check("kvm", True, "/dev/kvm present" if kvm else "no /dev/kvm: android devices unavailable"))
+    kvm = await asyncio.to_thread(os.path.exists, "/dev/kvm")
+    checks.append(
+        Check("kvm", True, "/dev/kvm present" if kvm else "no /dev/kvm: android devices unavailable")
+    )
     novnc = shutil.which("npm") is not None
     checks.append(Check("npm", novnc, "npm found" if novnc else "npm missing: run `make run` to install"))
     return checks

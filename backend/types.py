@@ -12,6 +12,7 @@ __all__ = [
     "Health",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     id: str

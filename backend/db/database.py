@@ -58,6 +58,7 @@ class Database:
         self._listener: asyncpg.Connection | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Database:
@@ -107,7 +108,9 @@ class Database:
         if self._listen_task is None:
             self._listen_task = asyncio.create_task(self._listen_forever(), name="db-listener")
         elif self._listener is not None and not self._listener.is_closed():
-            asyncio.create_task(self._listener.add_listener(channel, self._dispatch))
+            task = asyncio.create_task(self._listener.add_listener(channel, self._dispatch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         self._closing.set()
@@ -133,7 +136,7 @@ class Database:
             lost = asyncio.Event()
             try:
                 self._listener = await self.connect_raw()
-                self._listener.add_termination_listener(lambda _c: lost.set())
+                self._listener.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in list(self._handlers):
                     await self._listener.add_listener(channel, self._dispatch)
                 delay = 0.2

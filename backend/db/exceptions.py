@@ -1,8 +1,8 @@
 """Errors of the database layer.
 
-    DatabaseError
-    ├── DatabaseUnavailable   Postgres cannot be started or reached
-    └── MigrationError        upgrading or downgrading the schema failed
+DatabaseError
+├── DatabaseUnavailable   Postgres cannot be started or reached
+└── MigrationError        upgrading or downgrading the schema failed
 """
 
 from __future__ import annotations

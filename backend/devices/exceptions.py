@@ -1,9 +1,9 @@
 """Errors of device management.
 
-    DeviceError
-    ├── InvalidTransition   a state change outside the state machine's graph
-    ├── UnknownDevice       no device with that id or name
-    └── InvalidRequest      a provision request with a bad kind or count
+DeviceError
+├── InvalidTransition   a state change outside the state machine's graph
+├── UnknownDevice       no device with that id or name
+└── InvalidRequest      a provision request with a bad kind or count
 """
 
 from __future__ import annotations

@@ -121,12 +121,16 @@ class DeviceHandlers:
             if instance is None or instance.status in ("exited", "dead"):
                 logs = await self._runtime.logs(device_id, tail=5) if instance else ""
                 detail = f": {logs.strip().splitlines()[-1]}" if logs.strip() else ""
-                code = f" with code {instance.exit_code}" if instance and instance.exit_code is not None else ""
+                code = (
+                    f" with code {instance.exit_code}" if instance and instance.exit_code is not None else ""
+                )
                 raise BootFailed(f"container exited{code} while booting{detail}")
             with contextlib.suppress(TimeoutError):
                 await self._hub.wait_hello(device_id, timeout=0.1 if hello_ok or not vnc_ok else 0.5)
         missing = [what for what, ok in (("screen (VNC)", vnc_ok), ("agent", hello_ok)) if not ok]
-        raise BootFailed(f"device did not come up within {self._settings.boot_timeout:.0f}s: no {' or '.join(missing)}")
+        raise BootFailed(
+            f"device did not come up within {self._settings.boot_timeout:.0f}s: no {' or '.join(missing)}"
+        )
 
     async def remove(self, job: JobContext) -> None:
         device_id = _device_id(job)

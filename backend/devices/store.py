@@ -41,13 +41,13 @@ class DeviceStore:
             # Serialise name allocation between concurrent requests (app and CLI).
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('corral.device-names'))"))
             prefix = f"{kind}-"
-            names = (
-                await session.scalars(select(Device.name).where(Device.name.startswith(prefix)))
-            ).all()
+            names = (await session.scalars(select(Device.name).where(Device.name.startswith(prefix)))).all()
             taken = [int(n[len(prefix) :]) for n in names if n[len(prefix) :].isdigit()]
             first = max(taken, default=0) + 1
             devices = [
-                Device(id=new_device_id(), name=f"{prefix}{first + i}", kind=kind, state=DeviceState.REQUESTED)
+                Device(
+                    id=new_device_id(), name=f"{prefix}{first + i}", kind=kind, state=DeviceState.REQUESTED
+                )
                 for i in range(count)
             ]
             session.add_all(devices)
@@ -87,7 +87,9 @@ class DeviceStore:
                 {"ids": list(device_ids)},
             )
             for device_id in device_ids:
-                session.add(Job(kind="remove", device_id=device_id, priority=10, max_attempts=self._max_attempts))
+                session.add(
+                    Job(kind="remove", device_id=device_id, priority=10, max_attempts=self._max_attempts)
+                )
 
     async def transition(
         self, device_id: str, target: DeviceState, *, reason: str | None = None, message: str = ""

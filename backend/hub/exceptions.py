@@ -1,7 +1,7 @@
 """Errors of the agent hub.
 
-    HubError
-    └── TokenError      a token is malformed, forged, for another purpose or expired
+HubError
+└── TokenError      a token is malformed, forged, for another purpose or expired
 """
 
 from __future__ import annotations

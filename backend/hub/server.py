@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -181,9 +180,9 @@ class Hub:
                     future.set_result(message)
             self._listener.on_hello(device_id, message)
         elif isinstance(message, Result):
-            future = self._pending.get(message.id)
-            if future is not None and not future.done():
-                future.set_result(message)
+            pending = self._pending.get(message.id)
+            if pending is not None and not pending.done():
+                pending.set_result(message)
         elif isinstance(message, Event):
             self._listener.on_event(device_id, message)
 

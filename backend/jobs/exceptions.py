@@ -1,9 +1,9 @@
 """Errors of the job engine.
 
-    JobError
-    ├── JobCancelled     the job's cancel flag was seen at a checkpoint
-    ├── LeaseLost        another worker owns the job now; stop without writing
-    └── UnknownJobKind   no handler is registered for a job's kind
+JobError
+├── JobCancelled     the job's cancel flag was seen at a checkpoint
+├── LeaseLost        another worker owns the job now; stop without writing
+└── UnknownJobKind   no handler is registered for a job's kind
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ import random
 
 __all__ = ["backoff_delay"]
 
+_RNG = random.Random()
+
 
 def backoff_delay(
     attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
@@ -15,5 +17,5 @@ def backoff_delay(
     Half the exponential step is fixed and half random, so retries spread out
     without ever retrying immediately.
     """
-    step = min(cap, base * 2 ** (attempt - 1))
-    return step / 2 + (rng or random).uniform(0, step / 2)
+    step: float = min(cap, base * 2.0 ** (attempt - 1))
+    return step / 2 + (rng or _RNG).uniform(0, step / 2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -96,11 +97,14 @@ class Worker:
         self._pool = await asyncpg.create_pool(
             **asyncpg_connect_kwargs(self._database.url), min_size=1, max_size=self._concurrency + 2
         )
-        self._database.on_notify(channel("jobs"), lambda _c, _p: self._wake.set())
+        self._database.on_notify(channel("jobs"), self._on_jobs_notify)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name=f"jobs-claim[{self.name}]"),
             asyncio.create_task(self._heartbeat_loop(), name=f"jobs-heartbeat[{self.name}]"),
         ]
+
+    def _on_jobs_notify(self, _channel: str, _payload: str) -> None:
+        self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, give running jobs *grace* seconds, then cancel and release them."""
@@ -161,9 +165,9 @@ class Worker:
         )
         task = asyncio.create_task(self._run(context), name=f"job-{context.id}-{context.kind}")
         self._running[context.id] = (task, context)
-        task.add_done_callback(lambda _t, job_id=context.id: self._on_done(job_id))
+        task.add_done_callback(functools.partial(self._on_done, context.id))
 
-    def _on_done(self, job_id: int) -> None:
+    def _on_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
         self._wake.set()
 
@@ -189,7 +193,13 @@ class Worker:
                 await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "failed", message)
             else:
                 delay = backoff_delay(context.attempt, base=self._retry_base)
-                log.info("job %s attempt %s failed (%s); retry in %.1fs", context.id, context.attempt, message, delay)
+                log.info(
+                    "job %s attempt %s failed (%s); retry in %.1fs",
+                    context.id,
+                    context.attempt,
+                    message,
+                    delay,
+                )
                 await self._pool.execute(QUERIES["retry_job"], context.id, self.name, delay, message)
         else:
             await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "succeeded", None)

@@ -1,9 +1,9 @@
 """Errors of the device runtime.
 
-    DeviceRuntimeError
-    ├── RuntimeUnavailable   the Docker daemon cannot be reached
-    ├── ImageBuildError      building a device image failed
-    └── InstanceError        creating or controlling a device's container failed
+DeviceRuntimeError
+├── RuntimeUnavailable   the Docker daemon cannot be reached
+├── ImageBuildError      building a device image failed
+└── InstanceError        creating or controlling a device's container failed
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ async def test_upgrade_from_empty_matches_models_and_downgrades(settings: Settin
         async with database.engine.connect() as connection:
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
             columns = await connection.run_sync(
-                lambda c: {t: {col["name"] for col in inspect(c).get_columns(t)} for t in Base.metadata.tables}
+                lambda c: {
+                    t: {col["name"] for col in inspect(c).get_columns(t)} for t in Base.metadata.tables
+                }
             )
         assert set(Base.metadata.tables) <= tables
         for name, table in Base.metadata.tables.items():

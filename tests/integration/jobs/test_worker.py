@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 
 from sqlalchemy import text
@@ -16,7 +17,8 @@ async def _enqueue(database: Database, kind: str, count: int = 1, max_attempts: 
     async with database.session() as session, session.begin():
         rows = await session.execute(
             text(
-                "INSERT INTO jobs (kind, max_attempts) SELECT :kind, :max FROM generate_series(1, :n) RETURNING id"
+                "INSERT INTO jobs (kind, max_attempts) "
+                "SELECT :kind, :max FROM generate_series(1, :n) RETURNING id"
             ),
             {"kind": kind, "max": max_attempts, "n": count},
         )
@@ -25,11 +27,17 @@ async def _enqueue(database: Database, kind: str, count: int = 1, max_attempts: 
 
 async def _job(database: Database, job_id: int) -> dict[str, object]:
     async with database.session() as session:
-        row = (await session.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id})).mappings().one()
+        row = (
+            (await session.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id}))
+            .mappings()
+            .one()
+        )
     return dict(row)
 
 
-async def _wait_state(database: Database, job_id: int, state: str, timeout: float = 10.0) -> dict[str, object]:
+async def _wait_state(
+    database: Database, job_id: int, state: str, timeout: float = 10.0
+) -> dict[str, object]:
     async with asyncio.timeout(timeout):
         while (job := await _job(database, job_id))["state"] != state:
             await asyncio.sleep(0.05)
@@ -74,7 +82,7 @@ async def test_failing_handler_retries_with_backoff_then_fails(settings: Setting
         job = await _wait_state(database, job_id, "failed")
         assert job["attempts"] == 3
         assert job["error"] == "boom 3"
-        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
         assert gaps[0] >= 0.1 and gaps[1] >= 0.2  # backoff 0.1-0.2 s, then 0.2-0.4 s
     finally:
         await worker.stop()
@@ -115,7 +123,9 @@ async def test_cancel_is_seen_at_the_next_checkpoint(settings: Settings) -> None
         (job_id,) = await _enqueue(database, "long")
         await asyncio.wait_for(started.wait(), 5)
         async with database.session() as session, session.begin():
-            await session.execute(text("UPDATE jobs SET cancel_requested = true WHERE id = :id"), {"id": job_id})
+            await session.execute(
+                text("UPDATE jobs SET cancel_requested = true WHERE id = :id"), {"id": job_id}
+            )
         await _wait_state(database, job_id, "cancelled")
         assert cleaned.is_set()
     finally:

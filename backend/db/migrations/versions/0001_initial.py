@@ -71,9 +71,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("device_id", sa.String(64), sa.ForeignKey("devices.id", ondelete="SET NULL")),
-        sa.Column(
-            "payload", postgresql.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")
-        ),
+        sa.Column("payload", postgresql.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("priority", sa.Integer(), nullable=False, server_default=sa.text("0")),
         sa.Column("state", sa.String(16), nullable=False, server_default=sa.text("'queued'")),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
