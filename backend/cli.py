@@ -308,3 +308,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] =
     "db": _db,
     "doctor": _doctor,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+import pytest
+
+from backend.cli import build_parser, main
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["provision", "--kind", "browser", "--count", "0"], "from 1 to 64, got 0"),
+        (["provision", "--kind", "browser", "--count", "abc"], "got 'abc'"),
+        (["provision", "--kind", "browser", "--count", "65"], "from 1 to 64"),
+        (["provision", "--kind", "toaster"], "invalid choice: 'toaster'"),
+        (["provision", "--kind", "toaster"], "browser"),
+        (["provision"], "required: --kind"),
+        (["frobnicate"], "invalid choice"),
+        (["rm"], "rm needs device ids/names or --all"),
+    ],
+)
+def test_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_teaches_with_examples(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for text in ("corral provision --kind browser --count 4 --wait", "corral rm --all", "CORRAL_DATABASE_URL"):
+        assert text in out
+
+
+def test_good_arguments_parse() -> None:
+    args = build_parser().parse_args(["provision", "--kind", "browser", "--count", "4", "--wait"])
+    assert (args.kind, args.count, args.wait) == ("browser", 4, True)
