@@ -163,8 +163,16 @@ class Corral:
 
     # --- requests ------------------------------------------------------------------
 
-    async def provision(self, kind: str, count: int) -> list[DeviceInfo]:
-        return [_info(device) for device in await self.store.request(kind, count, DEVICE_KINDS)]
+    async def provision(
+        self, kind: str, count: int, *, env: dict[str, str] | None = None
+    ) -> list[DeviceInfo]:
+        """Queue *count* new devices; returns at once with them in ``requested``.
+
+        *env* passes device options such as ``CORRAL_START_URL`` or ``CORRAL_SCREEN``.
+        Raises InvalidRequest for an unknown kind or a count outside 1..MAX_BATCH.
+        """
+        devices = await self.store.request(kind, count, DEVICE_KINDS, env)
+        return [_info(device) for device in devices]
 
     async def remove(self, device_ids: list[str]) -> None:
         await self.store.request_removal(device_ids)

@@ -53,3 +53,14 @@ def settings(database_url: str, short_tmp: Path, tmp_path: Path) -> Settings:
         runtime_dir=short_tmp / "run",
         device_network="none",
     )
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> None:
+    """Skip (with the reason) when no Docker daemon answers."""
+    import docker
+
+    try:
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:
+        pytest.skip(f"no Docker daemon: {exc}")

@@ -7,7 +7,7 @@ row, enforces the state machine and writes an event row in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, select, text
 
@@ -31,8 +31,13 @@ class DeviceStore:
         self._database = database
         self._max_attempts = max_attempts
 
-    async def request(self, kind: str, count: int, kinds: Sequence[str]) -> list[Device]:
-        """Insert *count* devices in ``requested`` and one provision job each, atomically."""
+    async def request(
+        self, kind: str, count: int, kinds: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> list[Device]:
+        """Insert *count* devices in ``requested`` and one provision job each, atomically.
+
+        *env* is extra environment for the devices (start URL, screen size).
+        """
         if kind not in kinds:
             raise InvalidRequest(f"unknown kind {kind!r}; valid kinds: {', '.join(kinds)}")
         if not 1 <= count <= MAX_BATCH:
@@ -58,7 +63,7 @@ class DeviceStore:
                     Job(
                         kind="provision",
                         device_id=device.id,
-                        payload={"kind": kind},
+                        payload={"kind": kind, "env": dict(env or {})},
                         max_attempts=self._max_attempts,
                     )
                 )

@@ -1,0 +1,117 @@
+"""Provision real browser devices in Docker, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import subprocess
+
+import docker
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from backend.corral import Corral
+from backend.hub import tokens
+
+pytestmark = pytest.mark.docker
+
+BUILD_AND_BOOT = 900.0  # a cold image build on a fresh machine takes minutes
+
+
+async def _rfb_first_update(url: str) -> tuple[int, int]:
+    """Handshake through the proxy; return the framebuffer size once an update arrives."""
+    async with connect(url, subprotocols=["binary"], max_size=None, open_timeout=5) as ws:
+        buffer = bytearray()
+
+        async def read(n: int) -> bytes:
+            while len(buffer) < n:
+                buffer.extend(await asyncio.wait_for(ws.recv(), 10))
+            chunk = bytes(buffer[:n])
+            del buffer[:n]
+            return chunk
+
+        assert (await read(12)).startswith(b"RFB 003.")
+        await ws.send(b"RFB 003.008\n")
+        count = (await read(1))[0]
+        assert 1 in (await read(count))
+        await ws.send(b"\x01")
+        assert await read(4) == b"\x00\x00\x00\x00"
+        await ws.send(b"\x01")
+        width, height = struct.unpack(">HH", await read(4))
+        await read(16)
+        (name_length,) = struct.unpack(">I", await read(4))
+        await read(name_length)
+        await ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
+        assert (await read(1))[0] == 0  # FramebufferUpdate
+        return width, height
+
+
+async def _refused(url: str) -> bool:
+    """True when the proxy turns *url* away without a single RFB byte."""
+    try:
+        async with connect(url, subprotocols=["binary"], open_timeout=5) as ws:
+            await asyncio.wait_for(ws.recv(), 5)
+    except (InvalidStatus, ConnectionClosed):
+        return True
+    return False
+
+
+async def test_provision_two_stream_and_remove(corral: Corral) -> None:
+    created = await corral.provision("browser", 2)
+    final = await corral.wait_for([d.id for d in created], {"ready"}, timeout=BUILD_AND_BOOT)
+    assert [d.state for d in final] == ["ready", "ready"], [d.reason for d in final]
+
+    client = docker.from_env()
+    for device in final:
+        (container,) = client.containers.list(filters={"label": f"corral.device={device.id}"})
+        assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+        assert not container.attrs["NetworkSettings"]["Ports"]
+        assert container.attrs["Config"]["User"].split(":")[0] not in ("", "0", "root")
+        # Nothing inside the device listens on TCP either (state 0A = LISTEN).
+        tcp = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output.decode()
+        assert not [line for line in tcp.splitlines()[1:] if line.split()[3:4] == ["0A"]]
+
+        width, height = await _rfb_first_update(corral.pane_url(device.id))
+        assert width > 0 and height > 0
+
+    # The only TCP listener of ours is the stream proxy, on loopback.
+    listeners = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    ours = [line for line in listeners.splitlines() if f":{corral.stream_port} " in line]
+    assert ours
+    assert all("127.0.0.1:" in line for line in ours)
+    assert "Xvnc" not in listeners
+
+    secret = tokens.load_or_create_secret(corral.settings.secret_path)
+    device_id = final[0].id
+    base = f"ws://127.0.0.1:{corral.stream_port}/websockify"
+    refused = [
+        base,
+        f"{base}?token={tokens.sign(secret, 'stream', device_id, -1)}",
+        f"{base}?token={tokens.sign(b'f' * 32, 'stream', device_id, 60)}",
+        f"{base}?token={tokens.sign(secret, 'agent', device_id, 60)}",
+    ]
+    for url in refused:
+        assert await _refused(url), url
+
+    await corral.remove([d.id for d in final])
+    removed = await corral.wait_for([d.id for d in final], {"removed"}, timeout=60)
+    assert [d.state for d in removed] == ["removed", "removed"]
+    assert client.containers.list(all=True, filters={"label": "corral.device"}) == []
+    assert not any(corral.settings.device_dir(d.id).exists() for d in final)
+
+
+async def test_container_dying_while_booting_retries_then_fails_with_reason(corral: Corral) -> None:
+    (device,) = await corral.provision("browser", 1, env={"CORRAL_SCREEN": "not-a-geometry"})
+    (final,) = await corral.wait_for([device.id], {"ready"}, timeout=BUILD_AND_BOOT)
+    assert final.state == "failed"
+    assert final.reason
+    assert "exited" in final.reason or "did not come up" in final.reason
+    async with corral.database.session() as session:
+        from sqlalchemy import text
+
+        attempts = await session.scalar(
+            text("SELECT attempts FROM jobs WHERE device_id = :id AND kind = 'provision'"), {"id": device.id}
+        )
+    assert attempts == 3
+    assert docker.from_env().containers.list(all=True, filters={"label": f"corral.device={device.id}"}) == []
