@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 import subprocess
 
 import docker
@@ -13,38 +12,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from backend.corral import Corral
 from backend.hub import tokens
+from tests.rfb import first_update
 
 pytestmark = pytest.mark.docker
 
 BUILD_AND_BOOT = 900.0  # a cold image build on a fresh machine takes minutes
-
-
-async def _rfb_first_update(url: str) -> tuple[int, int]:
-    """Handshake through the proxy; return the framebuffer size once an update arrives."""
-    async with connect(url, subprotocols=["binary"], max_size=None, open_timeout=5) as ws:
-        buffer = bytearray()
-
-        async def read(n: int) -> bytes:
-            while len(buffer) < n:
-                buffer.extend(await asyncio.wait_for(ws.recv(), 10))
-            chunk = bytes(buffer[:n])
-            del buffer[:n]
-            return chunk
-
-        assert (await read(12)).startswith(b"RFB 003.")
-        await ws.send(b"RFB 003.008\n")
-        count = (await read(1))[0]
-        assert 1 in (await read(count))
-        await ws.send(b"\x01")
-        assert await read(4) == b"\x00\x00\x00\x00"
-        await ws.send(b"\x01")
-        width, height = struct.unpack(">HH", await read(4))
-        await read(16)
-        (name_length,) = struct.unpack(">I", await read(4))
-        await read(name_length)
-        await ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
-        assert (await read(1))[0] == 0  # FramebufferUpdate
-        return width, height
 
 
 async def _refused(url: str) -> bool:
@@ -72,11 +44,13 @@ async def test_provision_two_stream_and_remove(corral: Corral) -> None:
         tcp = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output.decode()
         assert not [line for line in tcp.splitlines()[1:] if line.split()[3:4] == ["0A"]]
 
-        width, height = await _rfb_first_update(corral.pane_url(device.id))
+        width, height = await first_update(corral.pane_url(device.id))
         assert width > 0 and height > 0
 
     # The only TCP listener of ours is the stream proxy, on loopback.
-    listeners = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    listeners = (
+        await asyncio.to_thread(subprocess.run, ["ss", "-Hltnp"], capture_output=True, text=True)
+    ).stdout
     ours = [line for line in listeners.splitlines() if f":{corral.stream_port} " in line]
     assert ours
     assert all("127.0.0.1:" in line for line in ours)
