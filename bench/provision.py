@@ -59,7 +59,7 @@ async def _bare_round(runtime: DockerRuntime, settings: Settings, count: int) ->
         await runtime.create(
             DeviceSpec(device_id, f"bare-{device_id}", "browser", settings.device_dir(device_id), {})
         )
-        while not await vnc_answers(settings.device_dir(device_id) / "vnc.sock"):  # noqa: ASYNC110 - polling a socket
+        while not await vnc_answers(settings.device_dir(device_id) / "vnc.sock"):
             await asyncio.sleep(0.02)
 
     await asyncio.gather(*(one(i) for i in ids))
