@@ -10,15 +10,19 @@ from backend.config import Settings
 from backend.corral import DEVICE_KINDS, Corral
 from backend.devices.store import MAX_BATCH
 from backend.exceptions import CorralError
-from backend.types import DeviceInfo, DeviceListener, Health
+from backend.jobs.store import JOB_STATES
+from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
 
 __all__ = [
     "DEVICE_KINDS",
+    "JOB_STATES",
     "MAX_BATCH",
     "Corral",
     "CorralError",
     "DeviceInfo",
     "DeviceListener",
     "Health",
+    "JobInfo",
+    "JobsListener",
     "Settings",
 ]

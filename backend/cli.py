@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +21,8 @@ from backend.corral import DEVICE_KINDS, Corral
 from backend.devices.states import DeviceState
 from backend.devices.store import MAX_BATCH
 from backend.exceptions import CorralError
-from backend.types import DeviceInfo
+from backend.jobs.store import JOB_STATES
+from backend.types import DeviceInfo, JobInfo
 
 __all__ = ["main"]
 
@@ -31,6 +33,7 @@ examples:
   corral devices                           table of devices; --json for scripts
   corral rm browser-3                      remove one device (by name or id)
   corral rm --all                          remove every device
+  corral jobs --state failed               failed jobs; `corral jobs retry ID` queues one again
   corral images build                      build the browser device image now
   corral serve                             run the backend without a window
   corral doctor                            check Docker, Postgres and the display
@@ -84,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--all", action="store_true", help="remove every device")
     remove.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
 
+    jobs = commands.add_parser(
+        "jobs",
+        help="list, retry or cancel jobs",
+        description="Without an action: the newest jobs, with state, attempts, progress and error.",
+    )
+    jobs.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
+    jobs.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    jobs.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    job_commands = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    for action, text in (("retry", "queue a failed or cancelled job again"), ("cancel", "cancel a job")):
+        job_command = job_commands.add_parser(action, help=text)
+        job_command.add_argument("job_id", type=int, metavar="ID")
+
     images = commands.add_parser("images", help="device images")
     image_commands = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
     build = image_commands.add_parser("build", help="build device images (only what changed)")
@@ -127,7 +143,7 @@ async def _open(*, stream: bool = False) -> Corral:
     return await Corral.start(Settings(), stream=stream)
 
 
-def _age(info: DeviceInfo) -> str:
+def _age(info: DeviceInfo | JobInfo) -> str:
     seconds = int((datetime.now(UTC) - info.created_at).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -148,6 +164,33 @@ def _table(rows: list[DeviceInfo]) -> str:
         )
         for d in rows
     ]
+    return _columns(header, lines)
+
+
+def _jobs_table(rows: list[JobInfo]) -> str:
+    header = ("ID", "KIND", "DEVICE", "STATE", "TRY", "PROGRESS", "AGE", "DETAIL")
+    lines = [
+        (
+            str(j.id),
+            j.kind,
+            j.device_id or "-",
+            j.state + (" (cancelling)" if j.cancel_requested and j.state == "running" else ""),
+            f"{j.attempts}/{j.max_attempts}",
+            f"{int(j.progress * 100)}%",
+            _age(j),
+            _last_line(j.error or j.progress_message),
+        )
+        for j in rows
+    ]
+    return _columns(header, lines)
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _columns(header: tuple[str, ...], lines: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header) - 1)]
     out = []
     for row in [header, *lines]:
@@ -242,6 +285,36 @@ async def _remove(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+async def _jobs(args: argparse.Namespace) -> int:
+    corral = await _open()
+    try:
+        if args.jobs_command == "retry":
+            job = await corral.retry_job(args.job_id)
+            print(f"job {job.id} ({job.kind}) queued again")
+            return 0
+        if args.jobs_command == "cancel":
+            job = await corral.cancel_job(args.job_id)
+            print(f"job {job.id} ({job.kind}): {'cancel requested' if job.state == 'running' else job.state}")
+            return 0
+        rows = await corral.jobs(state=args.state, limit=args.limit)
+    finally:
+        await corral.stop()
+    if args.json:
+        print(json.dumps([_job_json(j) for j in rows], indent=2))
+    elif rows:
+        print(_jobs_table(rows))
+    else:
+        print("no jobs" + (f" in state {args.state}" if args.state else ""))
+    return 0
+
+
+def _job_json(job: JobInfo) -> dict[str, Any]:
+    data = dataclasses.asdict(job)
+    data["created_at"] = job.created_at.isoformat()
+    data["updated_at"] = job.updated_at.isoformat()
+    return data
+
+
 async def _serve(args: argparse.Namespace) -> int:
     corral = await Corral.start(Settings(), role="host", stream=True)
     print(f"corral: serving (host); stream proxy on port {corral.stream_port}. Ctrl-C to stop.", flush=True)
@@ -301,6 +374,7 @@ async def _doctor(args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "devices": _devices,
+    "jobs": _jobs,
     "provision": _provision,
     "rm": _remove,
     "serve": _serve,

@@ -12,22 +12,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Literal
 
 import asyncpg
 
 from backend.config import Settings
 from backend.db import Database
-from backend.db.models import Device
+from backend.db.models import Device, Job
 from backend.db.notify import channel
 from backend.devices.handlers import DeviceHandlers
+from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.hub import Hub, HubListener, tokens
+from backend.jobs.store import JobStore
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
-from backend.types import DeviceInfo, DeviceListener, Health
+from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
 
 __all__ = ["Corral"]
 
@@ -53,6 +56,23 @@ def _info(device: Device) -> DeviceInfo:
     )
 
 
+def _job_info(job: Job) -> JobInfo:
+    return JobInfo(
+        id=job.id,
+        kind=job.kind,
+        device_id=job.device_id,
+        state=job.state,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        progress=job.progress,
+        progress_message=job.progress_message,
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
 class _HubEvents(HubListener):
     def __init__(self, store: DeviceStore) -> None:
         self._store = store
@@ -75,8 +95,11 @@ class Corral:
         self.store = DeviceStore(database, max_attempts=settings.job_max_attempts)
         self.hub = Hub(settings, secret, _HubEvents(self.store))
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
+        self.jobs_store = JobStore(database)
         self._listeners: list[DeviceListener] = []
+        self._job_listeners: list[JobsListener] = []
         self._worker: Worker | None = None
+        self._reconciler: Reconciler | None = None
         self._stream: object | None = None
         self._host_connection: asyncpg.Connection | None = None
         self._refresh_tasks: set[asyncio.Task[None]] = set()
@@ -106,6 +129,7 @@ class Corral:
     async def _start(self, role: Role, stream: bool) -> None:
         self.settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.database.on_notify(channel("devices"), self._on_device_notify)
+        self.database.on_notify(channel("job_changes"), self._on_jobs_notify)
         if stream:
             from backend.stream import StreamProxy
 
@@ -140,14 +164,26 @@ class Corral:
             self.database,
             self.handlers.handlers(),
             concurrency=self.settings.job_concurrency,
+            lease_seconds=self.settings.job_lease_seconds,
         )
         await self._worker.start()
+        ttl = self.settings.parked_ttl_hours
+        self._reconciler = Reconciler(
+            self.store,
+            self.runtime,
+            interval=self.settings.reconcile_interval,
+            parked_ttl=timedelta(hours=ttl) if ttl > 0 else None,
+        )
+        await self._reconciler.start()
 
     async def stop(self) -> None:
         """Stop serving and close the database (the embedded server stops if unused).
 
         Devices keep running; the next start shows them again.
         """
+        if self._reconciler is not None:
+            await self._reconciler.stop()
+            self._reconciler = None
         if self._worker is not None:
             await self._worker.stop()
             self._worker = None
@@ -204,6 +240,28 @@ class Corral:
         except Exception as exc:
             db_ok, db_message = False, str(exc)
         return Health(docker_ok, docker_message, db_ok, db_message)
+
+    async def jobs(self, state: str | None = None, limit: int = 500) -> list[JobInfo]:
+        """Newest first; *state* filters (raises JobError for an unknown one)."""
+        return [_job_info(job) for job in await self.jobs_store.list(state=state, limit=limit)]
+
+    async def retry_job(self, job_id: int) -> JobInfo:
+        return _job_info(await self.jobs_store.retry(job_id))
+
+    async def cancel_job(self, job_id: int) -> JobInfo:
+        return _job_info(await self.jobs_store.cancel(job_id))
+
+    def add_jobs_listener(self, listener: JobsListener) -> Callable[[], None]:
+        """Call *listener* (no arguments) whenever jobs change; returns unsubscribe."""
+        self._job_listeners.append(listener)
+        return lambda: self._job_listeners.remove(listener) if listener in self._job_listeners else None
+
+    def _on_jobs_notify(self, _channel: str, _payload: str) -> None:
+        for listener in list(self._job_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("jobs listener failed")
 
     # --- change stream ---------------------------------------------------------------
 

@@ -6,11 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = [
-    "DeviceInfo",
-    "DeviceListener",
-    "Health",
-]
+__all__ = ["DeviceInfo", "DeviceListener", "Health", "JobInfo", "JobsListener"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +34,24 @@ class Health:
 
 DeviceListener = Callable[[DeviceInfo], None]
 """Called on the event loop with the new snapshot of a device whenever it changes."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    id: int
+    kind: str
+    device_id: str | None
+    state: str
+    """queued, running, succeeded, failed or cancelled."""
+    attempts: int
+    max_attempts: int
+    progress: float
+    progress_message: str
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+JobsListener = Callable[[], None]
+"""Called on the event loop whenever something in the jobs table changed."""

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     """0 picks a free port at start."""
     job_concurrency: int = Field(default_factory=lambda: max(2, min(8, (os.cpu_count() or 2) * 2)))
     job_max_attempts: int = 3
+    job_lease_seconds: float = 5.0
+    """A killed worker's jobs are requeued within about 1.5 x this."""
+    reconcile_interval: float = 10.0
+    parked_ttl_hours: float = 24.0
+    """Devices left failed/stopped this long are removed; 0 keeps them forever."""
     boot_timeout: float = 60.0
 
     @cached_property

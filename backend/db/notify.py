@@ -9,6 +9,11 @@ __all__ = ["channel"]
 _VERSION = "v1"
 
 
-def channel(topic: Literal["jobs", "devices"]) -> str:
-    """Name of the channel on which changes of *topic* are announced."""
+def channel(topic: Literal["jobs", "devices", "job_changes"]) -> str:
+    """Name of the channel on which *topic* is announced.
+
+    ``jobs``: a job became runnable (payload: kind) - wakes workers.
+    ``devices``: a device row changed (payload: id).
+    ``job_changes``: something in the jobs table changed (empty payload).
+    """
     return f"corral_{topic}_{_VERSION}"

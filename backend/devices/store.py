@@ -96,6 +96,34 @@ class DeviceStore:
                     Job(kind="remove", device_id=device_id, priority=10, max_attempts=self._max_attempts)
                 )
 
+    async def devices_with_open_jobs(self) -> set[str]:
+        """Ids of devices that have a queued or running job (someone is on them)."""
+        async with self._database.session() as session:
+            rows = await session.scalars(
+                select(Job.device_id).where(Job.state.in_(("queued", "running")), Job.device_id.is_not(None))
+            )
+            return {device_id for device_id in rows if device_id is not None}
+
+    async def request_reprovision(self, device_id: str, reason: str) -> None:
+        """Queue a provision job for an existing device (recovery after its container was lost)."""
+        async with self._database.session() as session, session.begin():
+            # Keep the options (start URL, screen) the device was first made with.
+            previous = await session.scalar(
+                select(Job.payload)
+                .where(Job.device_id == device_id, Job.kind == "provision")
+                .order_by(Job.id.desc())
+                .limit(1)
+            )
+            session.add(DeviceEvent(device_id=device_id, kind="recover", message=reason))
+            session.add(
+                Job(
+                    kind="provision",
+                    device_id=device_id,
+                    payload={**(previous or {}), "recover": True},
+                    max_attempts=self._max_attempts,
+                )
+            )
+
     async def transition(
         self, device_id: str, target: DeviceState, *, reason: str | None = None, message: str = ""
     ) -> Device:

@@ -3,6 +3,7 @@
 JobError
 ├── JobCancelled     the job's cancel flag was seen at a checkpoint
 ├── LeaseLost        another worker owns the job now; stop without writing
+├── UnknownJob       no job with that id
 └── UnknownJobKind   no handler is registered for a job's kind
 """
 
@@ -21,6 +22,10 @@ class JobCancelled(JobError):
 
 class LeaseLost(JobError):
     """The worker lost its lease on the job."""
+
+
+class UnknownJob(JobError):
+    """No such job."""
 
 
 class UnknownJobKind(JobError):

@@ -130,7 +130,6 @@ class Worker:
             if free > 0:
                 try:
                     rows = await self._pool.fetch(QUERIES["claim_jobs"], self.name, free, self._lease)
-                    await self._pool.execute(QUERIES["requeue_expired"])
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("claiming jobs failed (%s); retrying", exc)
                     rows = []
@@ -205,9 +204,18 @@ class Worker:
             await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "succeeded", None)
 
     async def _heartbeat_loop(self) -> None:
+        """Every lease/3: extend our leases, see cancels, and requeue others' expired leases.
+
+        So a job whose worker was killed runs again within about 1.33 x lease.
+        """
         assert self._pool is not None
         while True:
             await asyncio.sleep(self._lease / 3)
+            try:
+                if await self._pool.fetch(QUERIES["requeue_expired"]):
+                    self._wake.set()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("requeueing expired jobs failed: %s", exc)
             for job_id, (task, context) in list(self._running.items()):
                 try:
                     row = await self._pool.fetchrow(QUERIES["heartbeat"], job_id, self.name, self._lease)

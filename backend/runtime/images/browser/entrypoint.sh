@@ -1,0 +1,147 @@
+#!/bin/bash
+# Corral browser device: Xvnc, then Chromium and the agent, supervised.
+#
+# Runs as the device's non-root uid under tini (PID 1, `tini -g`).
+#
+# Contract:
+#   /run/corral           host directory (0700, owned by the device uid), bind-mounted rw
+#   /run/corral/vnc.sock  RFB (VNC) over a unix socket, mode 0600; appears once Xvnc listens
+#   /run/corral/hub.sock  the hub's socket for the agent; created by the host, may come late
+#   env CORRAL_DEVICE_ID, CORRAL_DEVICE_NAME, CORRAL_AGENT_TOKEN (read by the agent)
+#   env CORRAL_SCREEN     WIDTHxHEIGHTxDEPTH, default 1024x768x24
+#   env CORRAL_START_URL  first page; empty shows the baked-in start page
+#   env CORRAL_ANIMATE=1  start page runs a full-screen animation (fps benchmarks)
+#
+# Why `-SecurityTypes None` is safe here: Xvnc listens on no TCP port
+# (-rfbport -1, -nolisten tcp, -nolisten local) and only on a unix socket of mode
+# 0600 owned by the device uid, inside a 0700 directory of that uid on the host.
+# Only that uid (and root) can connect; everyone else reaches the screen through
+# Corral's stream proxy, which admits a pane only with a short-lived token for
+# this device. A VNC password would add nothing but a secret to distribute.
+#
+# Lifetimes: Xvnc is the device's screen; if it dies the script exits non-zero so
+# the container stops and the failure is visible. Chromium and the agent are
+# restarted with a backoff (1 s doubling to 30 s) whenever they exit; the agent
+# normally fails until the hub listens on hub.sock. docker stop sends SIGTERM to
+# the whole process group (tini -g); every process exits within a fraction of a
+# second.
+
+set -u -o pipefail
+
+RUN_DIR=/run/corral
+VNC_SOCKET=$RUN_DIR/vnc.sock
+CHROMIUM_LOG=/tmp/chromium.log
+export DISPLAY=:1
+export HOME=${HOME:-/tmp/home}
+
+log() { printf 'corral-entrypoint: %s\n' "$*" >&2; }
+
+screen=${CORRAL_SCREEN:-1024x768x24}
+if [[ ! $screen =~ ^([0-9]+)x([0-9]+)(x([0-9]+))?$ ]]; then
+    log "CORRAL_SCREEN must look like 1024x768x24, got '$screen'"
+    exit 2
+fi
+width=${BASH_REMATCH[1]}
+height=${BASH_REMATCH[2]}
+depth=${BASH_REMATCH[4]:-24}
+
+mkdir -p "$HOME"
+
+# Runs "$@" (a command or function) and restarts it with a backoff when it exits.
+# Meant to run as a background job; SIGTERM stops the child and the loop.
+supervise() {
+    local name=$1
+    shift
+    local delay=1 child="" started rc
+    trap '[[ -n $child ]] && kill -TERM "$child" 2>/dev/null; exit 0' TERM
+    while :; do
+        started=$SECONDS
+        "$@" &
+        child=$!
+        wait "$child"
+        rc=$?
+        child=""
+        # A run that lasted a minute was healthy: start the backoff over.
+        if ((SECONDS - started > 60)); then delay=1; fi
+        log "$name exited with status $rc; restarting in ${delay}s"
+        sleep "$delay" &
+        wait $!
+        delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    done
+}
+
+start_url() {
+    if [[ -n ${CORRAL_START_URL:-} ]]; then
+        printf '%s' "$CORRAL_START_URL"
+        return
+    fi
+    # Python does the URL-encoding: device names may hold any character.
+    /usr/bin/python3 -I -c '
+import os, urllib.parse
+fragment = urllib.parse.urlencode(
+    {
+        "id": os.environ.get("CORRAL_DEVICE_ID", ""),
+        "name": os.environ.get("CORRAL_DEVICE_NAME", ""),
+        "animate": os.environ.get("CORRAL_ANIMATE", "0"),
+    },
+    quote_via=urllib.parse.quote,
+)
+print("file:///opt/corral/start/index.html#" + fragment, end="")
+'
+}
+
+run_chromium() {
+    local url=$1
+    # --no-sandbox: the container has no capabilities, no-new-privileges and no
+    # user namespaces, so Chromium's own sandbox cannot start; the container is
+    # the sandbox. Output goes to a file (it is noisy); the tail is shown on exit.
+    /usr/bin/chromium --no-sandbox --kiosk --no-first-run --disable-gpu \
+        --disable-dev-shm-usage --disable-background-networking \
+        --disable-component-update --disable-sync --disable-quic \
+        --noerrdialogs --no-default-browser-check --password-store=basic \
+        --hide-crash-restore-bubble --test-type \
+        --user-data-dir=/tmp/chrome --window-position=0,0 \
+        --window-size="$width,$height" "$url" >>"$CHROMIUM_LOG" 2>&1
+    local rc=$?
+    tail -n 15 "$CHROMIUM_LOG" | sed 's/^/chromium: /' >&2
+    return "$rc"
+}
+
+run_agent() {
+    exec /opt/corral/venv/bin/python -m agent
+}
+
+# Every process of the device shares this script's process group; signal them all.
+stop_all() {
+    trap '' TERM INT
+    log "stopping"
+    kill -TERM 0 2>/dev/null
+    wait
+}
+
+trap 'stop_all; exit 0' TERM INT
+
+Xvnc "$DISPLAY" -rfbunixpath "$VNC_SOCKET" -rfbunixmode 0600 -rfbport -1 \
+    -nolisten tcp -nolisten local -SecurityTypes None -AlwaysShared \
+    -geometry "${width}x${height}" -depth "$depth" \
+    -desktop "${CORRAL_DEVICE_NAME:-corral}" &
+xvnc_pid=$!
+
+/usr/bin/python3 -I /opt/corral/xready.py "$DISPLAY" 15 &
+wait $!
+ready=$?
+if ((ready != 0)) || ! kill -0 "$xvnc_pid" 2>/dev/null; then
+    log "Xvnc did not come up on $DISPLAY"
+    stop_all
+    exit 1
+fi
+log "Xvnc ready on $DISPLAY (${width}x${height}x${depth}), VNC at $VNC_SOCKET"
+
+supervise chromium run_chromium "$(start_url)" &
+supervise agent run_agent &
+
+wait "$xvnc_pid"
+rc=$?
+log "Xvnc exited with status $rc; stopping the device"
+stop_all
+exit $((rc == 0 ? 1 : rc))

@@ -1,0 +1,28 @@
+"""Errors of the stream proxy.
+
+StreamError
+├── ProxyStartError         the proxy process could not be started or did not become ready
+├── ProxyNotRunningError    the proxy was used before start() or after stop()
+└── InvalidDeviceIdError    a device id that no stream token can name
+"""
+
+from __future__ import annotations
+
+
+class StreamError(Exception):
+    """Stream proxy error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ProxyStartError(StreamError):
+    """The stream proxy could not be started. See the stream proxy log under the data directory."""
+
+
+class ProxyNotRunningError(StreamError):
+    """The stream proxy is not running; start it first."""
+
+
+class InvalidDeviceIdError(StreamError):
+    """Not a valid device id for a stream token."""

@@ -1,0 +1,57 @@
+"""A minimal RFB 3.8 client over any byte stream: just enough to prove a stream works."""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+from websockets.asyncio.client import ClientConnection
+
+RFB_VERSION = b"RFB 003.008\n"
+SECURITY_NONE = 1
+FRAMEBUFFER_UPDATE = 0
+
+
+class ByteStream(Protocol):
+    async def read_exactly(self, n: int) -> bytes: ...
+    async def write(self, data: bytes) -> None: ...
+
+
+class WebSocketStream:
+    """RFB bytes over WebSocket binary frames, which may split or merge messages."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._buffer = bytearray()
+
+    async def read_exactly(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            frame = await self._ws.recv()
+            assert isinstance(frame, bytes), "websockify sends binary frames"
+            self._buffer += frame
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        await self._ws.send(data)
+
+
+async def handshake(stream: ByteStream) -> tuple[int, int]:
+    """Version, security None, shared ClientInit; returns the framebuffer size."""
+    assert await stream.read_exactly(12) == RFB_VERSION
+    await stream.write(RFB_VERSION)
+    (count,) = struct.unpack("!B", await stream.read_exactly(1))
+    assert SECURITY_NONE in await stream.read_exactly(count)
+    await stream.write(struct.pack("!B", SECURITY_NONE))
+    assert struct.unpack("!I", await stream.read_exactly(4)) == (0,), "SecurityResult OK"
+    await stream.write(struct.pack("!B", 1))  # ClientInit: shared
+    width, height = struct.unpack("!HH", await stream.read_exactly(4))
+    await stream.read_exactly(16)  # pixel format
+    (name_length,) = struct.unpack("!I", await stream.read_exactly(4))
+    await stream.read_exactly(name_length)
+    return width, height
+
+
+async def request_full_update(stream: ByteStream, width: int, height: int) -> None:
+    await stream.write(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))

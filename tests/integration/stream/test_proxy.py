@@ -1,0 +1,217 @@
+"""The stream proxy against real TigerVNC servers on unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from backend.hub.tokens import sign
+from backend.stream import InvalidDeviceIdError, ProxyNotRunningError, StreamProxy
+from tests.integration.stream.conftest import GEOMETRIES, SPY, Farm
+from tests.integration.stream.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_full_update
+
+TIMEOUT = 10.0
+
+
+def _url(proxy: StreamProxy, query: str) -> str:
+    return f"ws://127.0.0.1:{proxy.port}/websockify{query}"
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ..."""
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        return handle.read().rsplit(b")", 1)[1].split()
+
+
+def _processes() -> dict[int, list[bytes]]:
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):  # the process just ended
+                found[int(name)] = _stat_fields(int(name))
+    return found
+
+
+def _proxy_pids() -> list[int]:
+    """Our children running backend.stream.server (a zombie's cmdline is empty)."""
+    pids = []
+    for pid, fields in _processes().items():
+        if int(fields[1]) == os.getpid():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"backend.stream.server" in cmdline:
+                pids.append(pid)
+    return pids
+
+
+def _proxy_pid() -> int:
+    """The proxy's main process."""
+    pids = _proxy_pids()
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def _group_alive(group: int) -> list[int]:
+    return [pid for pid, fields in _processes().items() if int(fields[2]) == group and fields[0] != b"Z"]
+
+
+def _spy_was_connected(farm: Farm) -> bool:
+    try:
+        connection, _ = farm.spy.accept()
+    except BlockingIOError:
+        return False
+    connection.close()
+    return True
+
+
+async def _assert_streams(proxy: StreamProxy, device_id: str) -> None:
+    async with connect(proxy.pane_url(device_id), max_size=None, open_timeout=TIMEOUT) as ws:
+        stream = WebSocketStream(ws)
+        size = await asyncio.wait_for(handshake(stream), TIMEOUT)
+        assert size == GEOMETRIES[device_id]
+        await request_full_update(stream, *size)
+        assert (await asyncio.wait_for(stream.read_exactly(1), TIMEOUT))[0] == FRAMEBUFFER_UPDATE
+
+
+@pytest.mark.parametrize("device_id", sorted(GEOMETRIES))
+async def test_valid_token_streams_that_devices_screen(proxy: StreamProxy, device_id: str) -> None:
+    # Each device has its own geometry, so the size proves which screen answered.
+    await _assert_streams(proxy, device_id)
+
+
+async def test_concurrent_panes_each_get_their_own_device(proxy: StreamProxy) -> None:
+    async with (
+        connect(proxy.pane_url("dev-a"), open_timeout=TIMEOUT) as ws_a,
+        connect(proxy.pane_url("dev-b"), open_timeout=TIMEOUT) as ws_b,
+    ):
+        sizes = await asyncio.wait_for(
+            asyncio.gather(handshake(WebSocketStream(ws_a)), handshake(WebSocketStream(ws_b))), TIMEOUT
+        )
+    assert sizes == [GEOMETRIES["dev-a"], GEOMETRIES["dev-b"]]
+
+
+def test_pane_url_is_loopback_websockify_with_token(proxy: StreamProxy) -> None:
+    url = urlsplit(proxy.pane_url("dev-a"))
+    assert (url.scheme, url.hostname, url.port, url.path) == ("ws", "127.0.0.1", proxy.port, "/websockify")
+    assert url.query.startswith("token=v1.stream.dev-a.")
+
+
+def test_pane_url_refuses_invalid_device_ids(proxy: StreamProxy) -> None:
+    with pytest.raises(InvalidDeviceIdError):
+        proxy.pane_url("../dev-a")
+
+
+def _forged(token: str) -> str:
+    return token[:-1] + ("A" if token[-1] != "A" else "B")
+
+
+REFUSED_QUERIES = {
+    "no query": lambda farm: "",
+    "no token": lambda farm: "?other=1",
+    "empty token": lambda farm: "?token=",
+    "garbage": lambda farm: "?token=garbage",
+    "expired": lambda farm: "?token=" + sign(farm.secret, "stream", SPY, -5),
+    "forged": lambda farm: "?token=" + _forged(sign(farm.secret, "stream", SPY, 60)),
+    "other secret": lambda farm: "?token=" + sign(b"k" * 32, "stream", SPY, 60),
+    "agent purpose": lambda farm: "?token=" + sign(farm.secret, "agent", SPY, 60),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_QUERIES))
+async def test_refused_token_never_reaches_the_device(proxy: StreamProxy, farm: Farm, case: str) -> None:
+    query = REFUSED_QUERIES[case](farm)
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(_url(proxy, query), open_timeout=TIMEOUT):
+            pass
+    assert refused.value.response.status_code == 403
+    # websockify answers 403 before it would open a target: nobody knocked.
+    assert not _spy_was_connected(farm)
+
+
+async def test_valid_token_reaches_the_spy_device(proxy: StreamProxy, farm: Farm) -> None:
+    # Positive control for the test above: the spy does see a valid pane.
+    async with connect(proxy.pane_url(SPY), open_timeout=TIMEOUT):
+        deadline = time.monotonic() + TIMEOUT
+        while not _spy_was_connected(farm):
+            assert time.monotonic() < deadline, "the proxy never connected to the device"
+            await asyncio.sleep(0.02)
+
+
+async def test_device_without_vnc_socket_closes_without_data(proxy: StreamProxy) -> None:
+    async with connect(proxy.pane_url("dev-gone"), open_timeout=TIMEOUT) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1011
+
+
+async def test_refusals_are_logged_without_tokens(proxy: StreamProxy, farm: Farm) -> None:
+    token = sign(farm.secret, "stream", SPY, -5)
+    with pytest.raises(InvalidStatus):
+        async with connect(_url(proxy, f"?token={token}"), open_timeout=TIMEOUT):
+            pass
+    await _assert_streams(proxy, "dev-a")
+    log = proxy.log_path.read_text()
+    assert "refused a stream connection: token expired" in log
+    assert token.rsplit(".", 1)[1] not in log
+    # A valid pane's token is not logged either (websockify logs request paths).
+    assert "token=v1" not in log
+
+
+def test_listens_on_ipv4_loopback_only(proxy: StreamProxy) -> None:
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            for line in handle.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port = local.rsplit(":", 1)
+                if state == "0A" and int(port, 16) == proxy.port:
+                    listening.append(address)
+    assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex, nothing on IPv6
+
+
+async def test_stop_leaves_no_process_and_frees_the_port(farm: Farm) -> None:
+    proxy = StreamProxy(farm.settings, farm.secret)
+    await proxy.start()
+    group = _proxy_pid()
+    port = proxy.port
+    async with connect(proxy.pane_url("dev-a"), open_timeout=TIMEOUT) as ws:
+        await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT)
+        # The main process plus this pane's connection process.
+        assert len(_group_alive(group)) >= 2
+        await proxy.stop()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert _group_alive(group) == []
+    assert not proxy.running
+    with pytest.raises(ProxyNotRunningError):
+        proxy.pane_url("dev-a")
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))
+
+
+async def test_crashed_proxy_is_restarted_on_the_same_port(proxy: StreamProxy) -> None:
+    port = proxy.port
+    first = _proxy_pid()
+    os.kill(first, signal.SIGKILL)
+    # A URL issued now waits in the listener's backlog until the restart serves it.
+    url = proxy.pane_url("dev-a")
+    deadline = time.monotonic() + TIMEOUT
+    while not proxy.running or _proxy_pids() in ([], [first]):
+        assert time.monotonic() < deadline, "the proxy was not restarted"
+        await asyncio.sleep(0.05)
+    assert proxy.port == port
+    async with connect(url, open_timeout=TIMEOUT) as ws:
+        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-a"]
