@@ -1,55 +1,69 @@
-"""A minimal RFB (VNC) client over a WebSocket, for tests and benchmarks."""
+"""A minimal RFB 3.8 client over any byte stream: just enough to prove a stream works."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["first_update", "handshake"]
+RFB_VERSION = b"RFB 003.008\n"
+SECURITY_NONE = 1
+FRAMEBUFFER_UPDATE = 0
 
 
-class _Reader:
+class ByteStream(Protocol):
+    async def read_exactly(self, n: int) -> bytes: ...
+    async def write(self, data: bytes) -> None: ...
+
+
+class WebSocketStream:
+    """RFB bytes over WebSocket binary frames, which may split or merge messages."""
+
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._buffer = bytearray()
 
-    async def read(self, n: int, timeout: float = 10.0) -> bytes:
+    async def read_exactly(self, n: int) -> bytes:
         while len(self._buffer) < n:
-            chunk = await asyncio.wait_for(self._ws.recv(), timeout)
-            self._buffer.extend(chunk if isinstance(chunk, bytes) else chunk.encode())
+            frame = await self._ws.recv()
+            assert isinstance(frame, bytes), "websockify sends binary frames"
+            self._buffer += frame
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
 
+    async def write(self, data: bytes) -> None:
+        await self._ws.send(data)
 
-async def handshake(ws: ClientConnection) -> tuple[_Reader, int, int]:
-    """RFB 3.8 with security None, shared; returns the reader and the framebuffer size."""
-    reader = _Reader(ws)
-    greeting = await reader.read(12)
-    if not greeting.startswith(b"RFB 003."):
-        raise AssertionError(f"not an RFB greeting: {greeting!r}")
-    await ws.send(b"RFB 003.008\n")
-    count = (await reader.read(1))[0]
-    if 1 not in await reader.read(count):
-        raise AssertionError("server does not offer security type None")
-    await ws.send(b"\x01")
-    if await reader.read(4) != b"\x00\x00\x00\x00":
-        raise AssertionError("security handshake failed")
-    await ws.send(b"\x01")
-    width, height = struct.unpack(">HH", await reader.read(4))
-    await reader.read(16)
-    (name_length,) = struct.unpack(">I", await reader.read(4))
-    await reader.read(name_length)
-    return reader, width, height
+
+async def handshake(stream: ByteStream) -> tuple[int, int]:
+    """Version, security None, shared ClientInit; returns the framebuffer size."""
+    assert await stream.read_exactly(12) == RFB_VERSION
+    await stream.write(RFB_VERSION)
+    (count,) = struct.unpack("!B", await stream.read_exactly(1))
+    assert SECURITY_NONE in await stream.read_exactly(count)
+    await stream.write(struct.pack("!B", SECURITY_NONE))
+    assert struct.unpack("!I", await stream.read_exactly(4)) == (0,), "SecurityResult OK"
+    await stream.write(struct.pack("!B", 1))  # ClientInit: shared
+    width, height = struct.unpack("!HH", await stream.read_exactly(4))
+    await stream.read_exactly(16)  # pixel format
+    (name_length,) = struct.unpack("!I", await stream.read_exactly(4))
+    await stream.read_exactly(name_length)
+    return width, height
+
+
+async def request_full_update(stream: ByteStream, width: int, height: int) -> None:
+    await stream.write(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
 
 
 async def first_update(url: str) -> tuple[int, int]:
-    """Connect to *url*, handshake, request a full frame; return the size once it arrives."""
+    """Connect to a stream *url*, handshake, ask for a full frame; return the size once it arrives."""
     async with connect(url, subprotocols=["binary"], max_size=None, open_timeout=5) as ws:
-        reader, width, height = await handshake(ws)
-        await ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
-        if (await reader.read(1))[0] != 0:
-            raise AssertionError("expected a FramebufferUpdate")
+        stream = WebSocketStream(ws)
+        width, height = await handshake(stream)
+        await request_full_update(stream, width, height)
+        (message_type,) = struct.unpack("!B", await asyncio.wait_for(stream.read_exactly(1), 10))
+        assert message_type == FRAMEBUFFER_UPDATE
         return width, height

@@ -8,12 +8,11 @@ StreamError
 
 from __future__ import annotations
 
+from backend.exceptions import CorralError
 
-class StreamError(Exception):
+
+class StreamError(CorralError):
     """Stream proxy error."""
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
 
 
 class ProxyStartError(StreamError):

@@ -127,6 +127,7 @@ class StreamProxy:
             await self._close()
             raise
         self._supervisor = asyncio.create_task(self._supervise(), name="corral-stream-proxy-supervisor")
+        self._supervisor.add_done_callback(_log_crash)
         logger.info("stream proxy serving on %s:%d", self._settings.stream_host, self.port)
 
     async def stop(self) -> None:
@@ -227,7 +228,7 @@ class StreamProxy:
             ) from None
         if line != expected:
             await self._terminate(process)
-            await asyncio.wait(self._stderr_tasks, timeout=1.0)
+            await asyncio.wait([task], timeout=1.0)  # its last words explain the failure
             detail = self._stderr_tail[-1] if self._stderr_tail else f"exit code {process.returncode}"
             raise ProxyStartError(f"the stream proxy failed to start: {detail}")
         self._ready = True
@@ -295,6 +296,11 @@ class StreamProxy:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("%s crashed; the stream proxy is no longer supervised", task.get_name(), exc_info=exc)
 
 
 def _signal_group(group: int, signum: int) -> None:

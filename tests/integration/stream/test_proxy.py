@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,8 +18,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from backend.hub.tokens import sign
 from backend.stream import InvalidDeviceIdError, ProxyNotRunningError, StreamProxy
-from tests.integration.stream.conftest import GEOMETRIES, SPY, Farm
-from tests.integration.stream.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_full_update
+from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
+from tests.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_full_update
 
 TIMEOUT = 10.0
 
@@ -99,7 +100,7 @@ async def test_concurrent_panes_each_get_their_own_device(proxy: StreamProxy) ->
         sizes = await asyncio.wait_for(
             asyncio.gather(handshake(WebSocketStream(ws_a)), handshake(WebSocketStream(ws_b))), TIMEOUT
         )
-    assert sizes == [GEOMETRIES["dev-a"], GEOMETRIES["dev-b"]]
+    assert list(sizes) == [GEOMETRIES["dev-a"], GEOMETRIES["dev-b"]]
 
 
 def test_pane_url_is_loopback_websockify_with_token(proxy: StreamProxy) -> None:
@@ -117,7 +118,7 @@ def _forged(token: str) -> str:
     return token[:-1] + ("A" if token[-1] != "A" else "B")
 
 
-REFUSED_QUERIES = {
+REFUSED_QUERIES: dict[str, Callable[[Farm], str]] = {
     "no query": lambda farm: "",
     "no token": lambda farm: "?other=1",
     "empty token": lambda farm: "?token=",

@@ -1,0 +1,297 @@
+"""Benchmark: VNC through the stream proxy vs. straight on the device's unix socket.
+
+Starts a TigerVNC ``Xvnc`` (a fake device) and a ``StreamProxy``, then runs the
+same RFB client loop both ways, in this one process:
+
+- full frames: non-incremental FramebufferUpdateRequests for the whole screen,
+  Raw encoding, so every update is ``width * height * 4`` bytes: throughput (MB/s);
+- small region: the same for a 64x64 square: per-update round-trip latency.
+
+Non-incremental requests make Xvnc send the region whether it changed or not, so
+no X client has to animate the screen. Direct and proxied runs alternate for
+``--rounds`` rounds so that noise from other work on the host hits both alike.
+
+A last run measures what the design cares about: the lag of the event loop that
+owns the StreamProxy (the loop Qt shares) while a pane streams full frames from a
+separate client process (as QtWebEngine's renderer would), against the same loop
+idle. Prints figures and ratios.
+
+Run from the repository root: ``.venv/bin/python bench/stream_proxy.py [--seconds 2 --rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from backend.config import Settings
+from backend.hub.tokens import load_or_create_secret
+from backend.stream import StreamProxy
+
+XVNC = "/usr/bin/Xvnc"
+DEVICE = "bench-1"
+SMALL = 64
+
+ReadExactly = Callable[[int], Awaitable[bytes]]
+Write = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass
+class Result:
+    updates: int
+    seconds: float
+    payload: int
+    latencies: list[float]
+
+    def __add__(self, other: Result) -> Result:
+        return Result(
+            self.updates + other.updates,
+            self.seconds + other.seconds,
+            self.payload + other.payload,
+            self.latencies + other.latencies,
+        )
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.payload / self.seconds / 1e6
+
+    def latency_ms(self, quantile: float) -> float:
+        return statistics.quantiles(self.latencies, n=100)[int(quantile * 100) - 1] * 1000
+
+
+class WebSocketBytes:
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._buffer = bytearray()
+
+    async def read_exactly(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            frame = await self._ws.recv()
+            assert isinstance(frame, bytes)
+            self._buffer += frame
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        await self._ws.send(data)
+
+
+async def handshake(read: ReadExactly, write: Write) -> tuple[int, int, int]:
+    """RFB 3.8 with security None; returns width, height, bytes per pixel."""
+    version = await read(12)
+    await write(version)
+    (count,) = struct.unpack("!B", await read(1))
+    await read(count)
+    await write(b"\x01")
+    await read(4)
+    await write(b"\x01")
+    width, height = struct.unpack("!HH", await read(4))
+    pixel_format = await read(16)
+    (name_length,) = struct.unpack("!I", await read(4))
+    await read(name_length)
+    # Raw only: update sizes are then known, and compression does not hide copying costs.
+    await write(struct.pack("!BxHi", 2, 1, 0))
+    return width, height, pixel_format[0] // 8
+
+
+async def one_update(read: ReadExactly, write: Write, width: int, height: int, bpp: int) -> int:
+    """Request one non-incremental update of (0, 0, width, height); return its pixel bytes."""
+    await write(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+    while True:
+        kind = (await read(1))[0]
+        if kind == 0:
+            break
+        if kind == 2:  # Bell
+            continue
+        raise RuntimeError(f"unexpected server message {kind}")
+    (rects,) = struct.unpack("!xH", await read(3))
+    payload = 0
+    for _ in range(rects):
+        _x, _y, w, h, encoding = struct.unpack("!HHHHi", await read(12))
+        if encoding != 0:
+            raise RuntimeError(f"unexpected encoding {encoding}")
+        payload += len(await read(w * h * bpp))
+    return payload
+
+
+async def measure(read: ReadExactly, write: Write, seconds: float, small: bool) -> Result:
+    width, height, bpp = await handshake(read, write)
+    if small:
+        width, height = SMALL, SMALL
+    await one_update(read, write, width, height, bpp)  # warm up
+    latencies: list[float] = []
+    payload = 0
+    start = time.perf_counter()
+    while (now := time.perf_counter()) - start < seconds:
+        payload += await one_update(read, write, width, height, bpp)
+        latencies.append(time.perf_counter() - now)
+    return Result(len(latencies), time.perf_counter() - start, payload, latencies)
+
+
+async def direct(vnc_socket: Path, seconds: float, small: bool) -> Result:
+    reader, writer = await asyncio.open_unix_connection(str(vnc_socket), limit=1 << 24)
+
+    async def write(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    try:
+        return await measure(reader.readexactly, write, seconds, small)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def proxied(proxy: StreamProxy, seconds: float, small: bool) -> Result:
+    async with connect(proxy.pane_url(DEVICE), max_size=None, compression=None) as ws:
+        stream = WebSocketBytes(ws)
+        return await measure(stream.read_exactly, stream.write, seconds, small)
+
+
+def start_xvnc(vnc_socket: Path, geometry: str, log: Path) -> subprocess.Popen[bytes]:
+    for display in range(50, 200):
+        if Path(f"/tmp/.X{display}-lock").exists() or Path(f"/tmp/.X11-unix/X{display}").exists():
+            continue
+        with log.open("ab") as log_file:
+            process = subprocess.Popen(
+                [
+                    XVNC,
+                    f":{display}",
+                    "-rfbunixpath",
+                    str(vnc_socket),
+                    "-rfbport",
+                    "-1",
+                    "-nolisten",
+                    "tcp",
+                    "-nolisten",
+                    "local",
+                    "-SecurityTypes",
+                    "None",
+                    "-geometry",
+                    geometry,
+                    "-depth",
+                    "24",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        deadline = time.monotonic() + 10
+        while process.poll() is None and not vnc_socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None and vnc_socket.exists():
+            return process
+        process.kill()
+        process.wait()
+    raise RuntimeError(f"could not start Xvnc; see {log}")
+
+
+def report(name: str, via_direct: Result, via_proxy: Result) -> None:
+    print(f"\n{name}")
+    print(f"  {'':8} {'updates/s':>10} {'MB/s':>9} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, result in (("direct", via_direct), ("proxy", via_proxy)):
+        print(
+            f"  {label:8} {result.updates / result.seconds:10.1f} {result.mb_per_s:9.1f}"
+            f" {result.latency_ms(0.50):8.2f} {result.latency_ms(0.95):8.2f}"
+        )
+    print(
+        f"  proxy/direct: throughput x{via_proxy.mb_per_s / via_direct.mb_per_s:.2f},"
+        f" p50 latency x{via_proxy.latency_ms(0.50) / via_direct.latency_ms(0.50):.2f}"
+    )
+
+
+async def pane_client(url: str, seconds: float) -> None:
+    """The streaming client of the loop-lag run, in its own process: prints MB/s."""
+    async with connect(url, max_size=None, compression=None) as ws:
+        stream = WebSocketBytes(ws)
+        result = await measure(stream.read_exactly, stream.write, seconds, small=False)
+    print(f"{result.mb_per_s:.1f}")
+
+
+async def loop_lag(seconds: float, interval: float = 0.005) -> list[float]:
+    """How late each of many short sleeps on this loop wakes up, in seconds."""
+    lags = []
+    end = time.perf_counter() + seconds
+    while (before := time.perf_counter()) < end:
+        await asyncio.sleep(interval)
+        lags.append(time.perf_counter() - before - interval)
+    return lags
+
+
+async def report_loop_lag(proxy: StreamProxy, seconds: float) -> None:
+    idle = await loop_lag(seconds)
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--pane-client",
+        proxy.pane_url(DEVICE),
+        "--seconds",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    streaming = await loop_lag(seconds)
+    client_output, _ = await client.communicate()
+    rate = client_output.decode().strip()
+    print(f"\nevent loop lag, a pane streaming full frames from another process at {rate} MB/s")
+    print(f"  {'':10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for label, lags in (("idle", idle), ("streaming", streaming)):
+        p = statistics.quantiles(lags, n=100)
+        print(f"  {label:10} {p[49] * 1000:8.2f} {p[98] * 1000:8.2f} {max(lags) * 1000:8.2f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating direct/proxy rounds (default 3)")
+    parser.add_argument("--geometry", default="1280x720", help="device screen (default 1280x720)")
+    parser.add_argument("--pane-client", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pane_client:
+        await pane_client(args.pane_client, args.seconds)
+        return
+
+    root = Path(tempfile.mkdtemp(prefix="corral-bench-", dir="/tmp"))
+    settings = Settings(runtime_dir=root / "run", data_dir=root / "data")
+    device_dir = settings.device_dir(DEVICE)
+    device_dir.mkdir(parents=True, mode=0o700)
+    vnc_socket = device_dir / "vnc.sock"
+    xvnc = start_xvnc(vnc_socket, args.geometry, root / "xvnc.log")
+    proxy = StreamProxy(settings, load_or_create_secret(settings.secret_path))
+    try:
+        await proxy.start()
+        print(
+            f"Xvnc {args.geometry}, Raw encoding, {args.rounds} x {args.seconds:g} s per figure,"
+            f" host with {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        )
+        for name, small in (("full frames (throughput)", False), (f"{SMALL}x{SMALL} region (latency)", True)):
+            via_direct = via_proxy = Result(0, 0.0, 0, [])
+            for _ in range(args.rounds):
+                via_direct += await direct(vnc_socket, args.seconds, small)
+                via_proxy += await proxied(proxy, args.seconds, small)
+            report(name, via_direct, via_proxy)
+        await report_loop_lag(proxy, args.seconds * args.rounds)
+    finally:
+        await proxy.stop()
+        xvnc.terminate()
+        xvnc.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
