@@ -9,6 +9,7 @@ is requeued by the reaper of any live worker once its lease expires.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -74,7 +75,13 @@ class JobContext:
 
 
 class Worker:
-    """Runs jobs of the kinds in *handlers* until :meth:`stop`."""
+    """Runs jobs of the kinds in *handlers* until :meth:`stop`.
+
+    At most *concurrency* handlers run at once. With *prefetch* > 0 (batch mode,
+    for many short jobs) the worker also holds up to that many claimed jobs in
+    a local backlog and claims in batches, so one claim statement serves many
+    jobs. Successes are always recorded in batches by one flusher task.
+    """
 
     def __init__(
         self,
@@ -82,6 +89,7 @@ class Worker:
         handlers: dict[str, Handler],
         *,
         concurrency: int = 4,
+        prefetch: int = 0,
         lease_seconds: float = 30.0,
         poll_seconds: float = 5.0,
         retry_base_seconds: float = 1.0,
@@ -89,25 +97,30 @@ class Worker:
         self._database = database
         self._handlers = handlers
         self._concurrency = concurrency
+        self._prefetch = prefetch
         self._lease = lease_seconds
         self._poll = poll_seconds
         self._retry_base = retry_base_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pool: asyncpg.Pool | None = None
         self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._backlog: collections.deque[JobContext] = collections.deque()
         self._running: dict[int, tuple[asyncio.Task[None], JobContext]] = {}
+        self._succeeded: list[int] = []
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         from backend.db.database import asyncpg_connect_kwargs
 
         self._pool = await asyncpg.create_pool(
-            **asyncpg_connect_kwargs(self._database.url), min_size=1, max_size=self._concurrency + 2
+            **asyncpg_connect_kwargs(self._database.url), min_size=1, max_size=self._concurrency + 3
         )
         self._database.on_notify(channel("jobs"), self._on_jobs_notify)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name=f"jobs-claim[{self.name}]"),
+            asyncio.create_task(self._flush_loop(), name=f"jobs-flush[{self.name}]"),
             asyncio.create_task(self._heartbeat_loop(), name=f"jobs-heartbeat[{self.name}]"),
         ]
 
@@ -115,42 +128,58 @@ class Worker:
         self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming, give running jobs *grace* seconds, then cancel and release them."""
+        """Stop claiming, give running jobs *grace* seconds, then cancel and release them.
+
+        Jobs still in the backlog are handed back to the queue at once.
+        """
         self._stopping.set()
         self._wake.set()
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        claim, flush, heartbeat = self._loops or (None, None, None)
+        for task in (claim, heartbeat):
+            if task is not None:
+                task.cancel()
+        backlog = [context.id for context in self._backlog]
+        self._backlog.clear()
+        if backlog and self._pool is not None:
+            await self._record("release_jobs", backlog, self.name, attempts=1)
         tasks = [task for task, _ in self._running.values()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if flush is not None:
+            flush.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._flush_succeeded()
         if self._pool is not None:
             await self._pool.close()
 
     async def _claim_loop(self) -> None:
         assert self._pool is not None
+        low_water = max(1, self._prefetch // 2)
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self._concurrency - len(self._running)
-            if free > 0:
+            want = self._concurrency + self._prefetch - len(self._running) - len(self._backlog)
+            timeout = self._poll
+            if want > 0 and len(self._backlog) < low_water:
                 try:
-                    rows = await self._pool.fetch(QUERIES["claim_jobs"], self.name, free, self._lease)
+                    rows = await self._pool.fetch(QUERIES["claim_jobs"], self.name, want, self._lease)
                 except DB_ERRORS as exc:
                     log.warning("claiming jobs failed (%s); retrying", exc)
                     rows = []
                     await asyncio.sleep(1.0)
-                for row in rows:
-                    self._launch(row)
-                if rows and len(rows) == free:
+                self._backlog.extend(self._context(row) for row in rows)
+                self._fill()
+                if rows and len(rows) == want:
                     continue
-            timeout = await self._idle_timeout()
+                if not rows:
+                    timeout = await self._idle_timeout()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _idle_timeout(self) -> float:
+        """Sleep until the next delayed job is due (NOTIFY wakes us earlier)."""
         assert self._pool is not None
         try:
             due = await self._pool.fetchval(QUERIES["next_run_after"])
@@ -158,10 +187,10 @@ class Worker:
             return 1.0
         return self._poll if due is None else max(0.01, min(self._poll, float(due)))
 
-    def _launch(self, row: asyncpg.Record) -> None:
+    def _context(self, row: asyncpg.Record) -> JobContext:
         assert self._pool is not None
         payload = row["payload"]
-        context = JobContext(
+        return JobContext(
             id=row["id"],
             kind=row["kind"],
             device_id=row["device_id"],
@@ -170,12 +199,17 @@ class Worker:
             max_attempts=row["max_attempts"],
             _pool=self._pool,
         )
-        task = asyncio.create_task(self._run(context), name=f"job-{context.id}-{context.kind}")
-        self._running[context.id] = (task, context)
-        task.add_done_callback(functools.partial(self._on_done, context.id))
+
+    def _fill(self) -> None:
+        while self._backlog and len(self._running) < self._concurrency and not self._stopping.is_set():
+            context = self._backlog.popleft()
+            task = asyncio.create_task(self._run(context), name=f"job-{context.id}-{context.kind}")
+            self._running[context.id] = (task, context)
+            task.add_done_callback(functools.partial(self._on_done, context.id))
 
     def _on_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
+        self._fill()
         self._wake.set()
 
     async def _run(self, context: JobContext) -> None:
@@ -209,7 +243,8 @@ class Worker:
                 )
                 await self._record("retry_job", context.id, self.name, delay, message)
         else:
-            await self._record("finish_job", context.id, self.name, "succeeded", None)
+            self._succeeded.append(context.id)
+            self._flush.set()
 
     async def _record(self, query: str, *args: object, attempts: int = 20) -> None:
         """Write a job's outcome, riding out a Postgres restart.
@@ -230,6 +265,18 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    async def _flush_loop(self) -> None:
+        """Record successes; whatever piles up during one write goes in the next."""
+        while True:
+            await self._flush.wait()
+            self._flush.clear()
+            await self._flush_succeeded()
+
+    async def _flush_succeeded(self) -> None:
+        if self._succeeded:
+            ids, self._succeeded = self._succeeded, []
+            await self._record("finish_succeeded", ids, self.name)
+
     async def _heartbeat_loop(self) -> None:
         """Every lease/3: extend our leases, see cancels, and requeue others' expired leases.
 
@@ -241,17 +288,20 @@ class Worker:
             try:
                 if await self._pool.fetch(QUERIES["requeue_expired"]):
                     self._wake.set()
+                held = [*self._running, *(context.id for context in self._backlog)]
+                rows = await self._pool.fetch(QUERIES["heartbeat"], held, self.name, self._lease)
             except DB_ERRORS as exc:
-                log.warning("requeueing expired jobs failed: %s", exc)
-            for job_id, (task, context) in list(self._running.items()):
-                try:
-                    row = await self._pool.fetchrow(QUERIES["heartbeat"], job_id, self.name, self._lease)
-                except DB_ERRORS as exc:
-                    log.warning("heartbeat for job %s failed: %s", job_id, exc)
+                log.warning("job heartbeat failed: %s", exc)
+                continue
+            still_held = {row["id"]: row["cancel_requested"] for row in rows}
+            for job_id in held:
+                running = self._running.get(job_id)
+                if running is None:
                     continue
-                if row is None:
+                task, context = running
+                if job_id not in still_held:
                     task.cancel()
-                elif row["cancel_requested"]:
+                elif still_held[job_id]:
                     context.cancel_requested = True
 
 

@@ -18,10 +18,10 @@ FROM picked WHERE jobs.id = picked.id
 RETURNING jobs.id, jobs.kind, jobs.device_id, jobs.payload, jobs.attempts, jobs.max_attempts;
 
 -- heartbeat --
--- Extend the lease of running job $1 held by $2; returns the cancel flag (no row: lease lost).
-UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-WHERE id = $1 AND lease_owner = $2 AND state = 'running'
-RETURNING cancel_requested;
+-- Extend the leases of worker $2's jobs $1 by $3 seconds; returns those still held, with their cancel flags.
+UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND state = 'running'
+RETURNING id, cancel_requested;
 
 -- set_progress --
 -- Record progress of job $1; returns the cancel flag.
@@ -35,6 +35,12 @@ UPDATE jobs SET state = $3::varchar, error = $4::text, lease_owner = NULL, lease
     progress = CASE WHEN $3::varchar = 'succeeded' THEN 1 ELSE progress END,
     finished_at = now(), updated_at = now()
 WHERE id = $1 AND lease_owner = $2;
+
+-- finish_succeeded --
+-- Mark worker $2's jobs $1 succeeded in one statement (finishes are batched).
+UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, progress = 1,
+    finished_at = now(), updated_at = now()
+WHERE id = ANY($1::bigint[]) AND lease_owner = $2;
 
 -- retry_job --
 -- Put running job $1 held by $2 back in the queue after $3 seconds, keeping error $4.
@@ -52,3 +58,9 @@ RETURNING id;
 -- next_run_after --
 -- Seconds until the earliest queued job becomes runnable (NULL when none is queued).
 SELECT greatest(0, extract(epoch FROM min(run_after) - now()))::float8 FROM jobs WHERE state = 'queued';
+
+-- release_jobs --
+-- Hand worker $2's claimed-but-unstarted jobs $1 back to the queue (shutdown), undoing the attempt.
+UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = now()
+WHERE id = ANY($1::bigint[]) AND lease_owner = $2;
