@@ -134,9 +134,8 @@ class Worker:
         """
         self._stopping.set()
         self._wake.set()
-        claim, flush, heartbeat = self._loops or (None, None, None)
-        for task in (claim, heartbeat):
-            if task is not None:
+        for task in self._loops:
+            if task.get_name().startswith(("jobs-claim", "jobs-heartbeat")):
                 task.cancel()
         backlog = [context.id for context in self._backlog]
         self._backlog.clear()
@@ -148,10 +147,10 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if flush is not None:
-            flush.cancel()
+        # The flusher is never cancelled mid-write (that would lose the ids it
+        # holds): it drains what is left and returns once it sees _stopping.
+        self._flush.set()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        await self._flush_succeeded()
         if self._pool is not None:
             await self._pool.close()
 
@@ -271,6 +270,9 @@ class Worker:
             await self._flush.wait()
             self._flush.clear()
             await self._flush_succeeded()
+            if self._stopping.is_set() and not self._running:
+                await self._flush_succeeded()
+                return
 
     async def _flush_succeeded(self) -> None:
         if self._succeeded:
