@@ -62,3 +62,6 @@ class EmbeddedPostgres:
             log.info("embedded Postgres left running for processes %s", alive)
             return
         server.stop()  # type: ignore[attr-defined]
+        # pgserver caches one handle per data dir for the life of the process and
+        # would hand back this stopped one on the next start; forget it.
+        type(server)._instances.pop(server.pgdata, None)  # type: ignore[attr-defined]
