@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 
-import docker
 import pytest
 
 from backend.config import Settings
@@ -65,9 +64,8 @@ async def test_sigkill_mid_provision_then_restart(settings: Settings, docker_ava
         assert all(j.attempts <= j.max_attempts for j in jobs)
 
         # Exactly one container per live device, none the database does not know.
-        labelled = docker.from_env().containers.list(all=True, filters={"label": "corral.device"})
-        container_devices = [c.labels["corral.device"] for c in labelled]
-        assert sorted(container_devices) == sorted(d.id for d in final if d.state == "ready")
+        containers = await client.runtime.list()
+        assert sorted(c.device_id for c in containers) == sorted(d.id for d in final if d.state == "ready")
     finally:
         if host.returncode is None:
             await client.remove([d.id for d in await client.devices()])

@@ -71,7 +71,7 @@ async def test_provision_two_stream_and_remove(corral: Corral) -> None:
     await corral.remove([d.id for d in final])
     removed = await corral.wait_for([d.id for d in final], {"removed"}, timeout=60)
     assert [d.state for d in removed] == ["removed", "removed"]
-    assert client.containers.list(all=True, filters={"label": "corral.device"}) == []
+    assert await corral.runtime.list() == []
     assert not any(corral.settings.device_dir(d.id).exists() for d in final)
 
 
@@ -88,4 +88,4 @@ async def test_container_dying_while_booting_retries_then_fails_with_reason(corr
             text("SELECT attempts FROM jobs WHERE device_id = :id AND kind = 'provision'"), {"id": device.id}
         )
     assert attempts == 3
-    assert docker.from_env().containers.list(all=True, filters={"label": f"corral.device={device.id}"}) == []
+    assert await corral.runtime.find(device.id) is None
