@@ -195,6 +195,7 @@ class Corral:
                 await self._host_connection.close(timeout=2)
         for task in list(self._refresh_tasks):
             task.cancel()
+        await self.runtime.close()
         await self.database.close()
 
     # --- requests ------------------------------------------------------------------

@@ -79,15 +79,11 @@ class DeviceHandlers:
             await self._store.set_progress(device_id, fraction, message)
 
         await report(0.05, "checking device image")
-        loop = asyncio.get_running_loop()
         pending: set[asyncio.Future[None]] = set()
 
         def image_progress(fraction: float, message: str) -> None:
-            # Called from the build's thread; hop onto the loop, latest value wins.
-            def schedule() -> None:
-                pending.add(asyncio.ensure_future(report(0.05 + 0.45 * fraction, message)))
-
-            loop.call_soon_threadsafe(schedule)
+            # Called on the loop (runtime contract) but not awaitable: schedule the writes.
+            pending.add(asyncio.ensure_future(report(0.05 + 0.45 * fraction, message)))
 
         await self._runtime.ensure_image(kind, image_progress)
         await asyncio.gather(*pending, return_exceptions=True)

@@ -46,7 +46,9 @@ class Runtime(Protocol):
     async def ping(self) -> None:
         """Raise RuntimeUnavailable when the runtime cannot be reached."""
 
-    async def ensure_image(self, kind: str, progress: ProgressCallback | None = None) -> str:
+    async def ensure_image(
+        self, kind: str, progress: ProgressCallback | None = None, *, force: bool = False
+    ) -> str:
         """Build the image for *kind* if missing or stale; return its reference."""
 
     async def create(self, spec: DeviceSpec) -> Instance:
@@ -61,3 +63,6 @@ class Runtime(Protocol):
 
     async def remove(self, device_id: str) -> None:
         """Stop and delete the device's unit. No error if it is already gone."""
+
+    async def close(self) -> None:
+        """Release connections to the runtime (devices keep running)."""

@@ -8,7 +8,9 @@ unit-testable without a daemon.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import socket
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,17 +23,21 @@ __all__ = [
     "LABEL_DEVICE",
     "LABEL_KIND",
     "LABEL_NAME",
+    "LABEL_OWNER",
     "ContainerConfig",
     "choose_network_mode",
     "container_config",
     "container_name",
     "instance_from_attrs",
     "instance_from_summary",
+    "owner_id",
 ]
 
 LABEL_DEVICE = "corral.device"
 LABEL_KIND = "corral.kind"
 LABEL_NAME = "corral.name"
+LABEL_OWNER = "corral.owner"
+"""Which Corral installation a container belongs to; see :func:`owner_id`."""
 CONTAINER_RUN_DIR = "/run/corral"
 """Where the device's host runtime directory appears inside the container."""
 
@@ -62,6 +68,18 @@ class ContainerConfig:
     host: dict[str, Any]
 
 
+def owner_id(settings: Settings, hostname: str | None = None) -> str:
+    """A stable id of this Corral installation: its host name and data directory, hashed.
+
+    Several Corral instances (or test sessions) may share one Docker daemon; the
+    runtime lists, finds and removes only containers carrying its own owner id,
+    so one instance's reconciler never removes another's devices as orphans.
+    """
+    host = hostname if hostname is not None else socket.gethostname()
+    key = f"{host}\0{settings.data_dir.expanduser().resolve()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def container_name(device_id: str) -> str:
     return f"corral-{device_id}"
 
@@ -82,6 +100,7 @@ def container_config(
     settings: Settings,
     image: str,
     network_mode: str,
+    owner: str,
 ) -> ContainerConfig:
     """The create request for *spec*'s container.
 
@@ -105,6 +124,7 @@ def container_config(
             LABEL_DEVICE: spec.device_id,
             LABEL_KIND: spec.kind,
             LABEL_NAME: spec.name,
+            LABEL_OWNER: owner,
         },
         "environment": environment,
         "user": f"{uid}:{uid}",

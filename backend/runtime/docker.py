@@ -12,21 +12,24 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 
 from backend.config.settings import Settings
-from backend.runtime.base import DeviceSpec, Instance, ProgressCallback
+from backend.runtime.base import DeviceSpec, Instance, ProgressCallback, Runtime
 from backend.runtime.containers import (
     LABEL_DEVICE,
+    LABEL_OWNER,
     choose_network_mode,
     container_config,
     container_name,
     instance_from_attrs,
     instance_from_summary,
+    owner_id,
 )
 from backend.runtime.exceptions import InstanceError, RuntimeUnavailable
 from backend.runtime.images import build_image
@@ -36,14 +39,17 @@ __all__ = ["DockerRuntime"]
 
 _CONFLICT = 409
 _NOT_FOUND = 404
+_NAME_CLAIM_TIMEOUT_S = 5.0
 
 
 class DockerRuntime:
     """Runs each device as one container on a Docker daemon.
 
-    Constructing it never touches the daemon; the first call connects. All
-    methods may raise RuntimeUnavailable (daemon unreachable); otherwise they
-    raise InstanceError, or ImageBuildError from :meth:`ensure_image` and
+    It sees only its own installation's containers (label ``corral.owner``), so
+    several Corral instances (or test sessions) can share a daemon.
+    Constructing it never touches the daemon; the first call connects. Every
+    method may raise RuntimeUnavailable (daemon unreachable); otherwise
+    InstanceError, or ImageBuildError from :meth:`ensure_image` and
     :meth:`create`. Concurrent calls are fine: image builds of one kind are
     serialised, and racing ``create`` calls for one device end with one container.
     """
@@ -53,6 +59,7 @@ class DockerRuntime:
         self._connection = connection or DockerConnection(settings.docker_host)
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._network_mode: str | None = settings.device_network
+        self._owner = owner_id(settings)
 
     @property
     def connection(self) -> DockerConnection:
@@ -81,13 +88,15 @@ class DockerRuntime:
         """Start the device's container; if one exists for the device, start it if needed and return it.
 
         The caller must have created ``spec.runtime_dir`` (0700, owned by the
-        device uid). A container that fails to start is removed again.
+        device uid). Builds the image first if it is missing or stale. A
+        container that fails to start is removed again. Returns once the
+        container runs; the screen answers on ``vnc.sock`` a moment later.
         """
         existing = await self._inspect(spec.device_id)
         if existing is not None:
             return await self._revive(spec, existing)
         image = await self.ensure_image(spec.kind)
-        config = container_config(spec, self._settings, image, await self.network_mode())
+        config = container_config(spec, self._settings, image, await self.network_mode(), self._owner)
 
         def create_and_start(client: docker.DockerClient) -> Mapping[str, Any] | None:
             host_config = client.api.create_host_config(**config.host)
@@ -113,14 +122,7 @@ class DockerRuntime:
         )
         if attrs is not None:
             return instance_from_attrs(attrs)
-        winner = await self._inspect(spec.device_id)
-        if winner is None:
-            name = container_name(spec.device_id)
-            raise InstanceError(
-                f"A container named {name} exists but is not labelled as Corral device {spec.device_id}; "
-                f"remove it (`docker rm -f {name}`)."
-            )
-        return await self._revive(spec, winner)
+        return await self._revive(spec, await self._claim_name(spec.device_id))
 
     async def find(self, device_id: str) -> Instance | None:
         """The device's container, running or not, or None."""
@@ -177,11 +179,16 @@ class DockerRuntime:
         await asyncio.to_thread(self._connection.close)
 
     async def list(self) -> builtins.list[Instance]:
-        """Every container labelled ``corral.device``, running or not (one API call)."""
+        """Every device container of this Corral installation, running or not (one API call).
+
+        That is, containers labelled ``corral.device`` whose ``corral.owner`` is
+        this installation's (:func:`~backend.runtime.containers.owner_id`).
+        """
+        labels = [LABEL_DEVICE, f"{LABEL_OWNER}={self._owner}"]
 
         def summaries(client: docker.DockerClient) -> builtins.list[Mapping[str, Any]]:
             found: builtins.list[Mapping[str, Any]] = client.api.containers(
-                all=True, filters={"label": LABEL_DEVICE}
+                all=True, filters={"label": labels}
             )
             return found
 
@@ -190,10 +197,10 @@ class DockerRuntime:
 
     # -- internals (blocking helpers run inside DockerConnection.call) ---------
 
-    @staticmethod
-    def _container_ids(client: docker.DockerClient, device_id: str) -> builtins.list[str]:
-        """Ids of the containers labelled as *device_id*, running ones first."""
-        summaries = client.api.containers(all=True, filters={"label": f"{LABEL_DEVICE}={device_id}"})
+    def _container_ids(self, client: docker.DockerClient, device_id: str) -> builtins.list[str]:
+        """Ids of this installation's containers labelled as *device_id*, running ones first."""
+        labels = [f"{LABEL_DEVICE}={device_id}", f"{LABEL_OWNER}={self._owner}"]
+        summaries = client.api.containers(all=True, filters={"label": labels})
         ordered = sorted(summaries, key=lambda summary: summary.get("State") != "running")
         return [str(summary["Id"]) for summary in ordered]
 
@@ -211,6 +218,37 @@ class DockerRuntime:
             inspect, error=InstanceError, action=f"find the container of {device_id}"
         )
 
+    async def _claim_name(self, device_id: str) -> Mapping[str, Any]:
+        """The container holding the device's name after a create lost the race for it.
+
+        The daemon reserves a name a moment before the container shows up, so
+        this polls inspect-by-name briefly. Raises InstanceError if the name
+        belongs to a container that is not this installation's device.
+        """
+        name = container_name(device_id)
+
+        def inspect(client: docker.DockerClient) -> Mapping[str, Any] | None:
+            try:
+                attrs: Mapping[str, Any] = client.api.inspect_container(name)
+            except docker.errors.NotFound:
+                return None
+            return attrs
+
+        deadline = time.monotonic() + _NAME_CLAIM_TIMEOUT_S
+        while (
+            attrs := await self._connection.call(inspect, error=InstanceError, action=f"inspect {name}")
+        ) is None:
+            if time.monotonic() > deadline:
+                raise InstanceError(f"The name {name} is taken, but no container by that name appeared.")
+            await asyncio.sleep(0.05)
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_DEVICE) != device_id or labels.get(LABEL_OWNER) != self._owner:
+            raise InstanceError(
+                f"A container named {name} exists but is not this Corral's device {device_id} "
+                f"(it belongs to another Corral instance, or is not Corral's): `docker rm -f {name}`."
+            )
+        return attrs
+
     async def _revive(self, spec: DeviceSpec, attrs: Mapping[str, Any]) -> Instance:
         """Bring an existing container to running: start, unpause, or replace a dead one."""
         instance = instance_from_attrs(attrs)
@@ -218,6 +256,11 @@ class DockerRuntime:
             return instance
         if instance.status in ("dead", "removing"):
             await self.remove(spec.device_id)
+            deadline = time.monotonic() + _NAME_CLAIM_TIMEOUT_S
+            while await self._inspect(spec.device_id) is not None:
+                if time.monotonic() > deadline:
+                    raise InstanceError(f"The old container of {spec.device_id} is not going away.")
+                await asyncio.sleep(0.1)
             return await self.create(spec)
 
         def wake(client: docker.DockerClient) -> Mapping[str, Any]:
@@ -232,3 +275,10 @@ class DockerRuntime:
             wake, error=InstanceError, action=f"start the container of {spec.device_id}"
         )
         return instance_from_attrs(woken)
+
+
+if TYPE_CHECKING:
+
+    def _implements_runtime(settings: Settings) -> Runtime:
+        # mypy checks here that DockerRuntime satisfies the Runtime protocol.
+        return DockerRuntime(settings)

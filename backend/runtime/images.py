@@ -162,19 +162,26 @@ async def build_image(
         return str(image_id)
 
     build_report(0.0, f"building {status.ref}")
-    image_id = await connection.call(build, error=ImageBuildError, action=f"build {status.ref}")
-    if status.image_id and status.image_id != image_id and status.current_hash:
-        await _forget(connection, f"{repository}:{status.current_hash[:12]}")
+    await connection.call(build, error=ImageBuildError, action=f"build {status.ref}")
+    await _forget_superseded(connection, repository, keep=status.wanted_hash[:12])
     report(1.0, f"built {status.ref} ({status.wanted_hash[:12]})")
     return status.ref
 
 
-async def _forget(connection: DockerConnection, ref: str) -> None:
-    """Untag a superseded image so it is deleted once no container uses it. Best effort."""
+async def _forget_superseded(connection: DockerConnection, repository: str, keep: str) -> None:
+    """Untag older builds (``<repository>:<hash12>``) so each is deleted once no container uses it.
+
+    Best effort: an image a container still uses keeps its tag and is tried
+    again after the next build.
+    """
 
     def untag(client: docker.DockerClient) -> None:
-        # Still used by a container, or already gone: either way, leave it.
-        with contextlib.suppress(docker.errors.APIError):
-            client.api.remove_image(ref)
+        for image in client.api.images(name=repository):
+            for tag in image.get("RepoTags") or []:
+                name, _, version = tag.rpartition(":")
+                if name != repository or version in ("latest", keep) or len(version) != len(keep):
+                    continue
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.remove_image(tag)
 
-    await connection.call(untag, error=ImageBuildError, action=f"untag {ref}")
+    await connection.call(untag, error=ImageBuildError, action=f"untag old builds of {repository}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -60,12 +61,23 @@ def translate_error(
         return error(f"{action}: {explanation}")
     if isinstance(exc, requests.exceptions.Timeout):
         return error(f"{action}: the Docker daemon at {url} did not answer in time")
-    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | FileNotFoundError):
+    if isinstance(exc, requests.exceptions.RequestException | ConnectionError):
         return RuntimeUnavailable(f"{_start_hint(url)} ({exc})")
     if isinstance(exc, docker.errors.DockerException):
         # Raised while connecting (no API version) or for a malformed DOCKER_HOST.
         return RuntimeUnavailable(f"{_start_hint(url)} ({exc})")
     return error(f"{action}: {exc}")
+
+
+def _probe_unix_socket(path: str) -> None:
+    """Connect once to the daemon's socket; raise OSError if nobody listens.
+
+    The SDK leaks its socket when a unix connect fails (a ResourceWarning per
+    attempt); probing first with a socket we close keeps that out of our calls.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5.0)
+        probe.connect(path)
 
 
 class DockerConnection:
@@ -92,6 +104,8 @@ class DockerConnection:
         """
         with self._lock:
             if self._client is None:
+                if self.url.startswith("unix://"):
+                    _probe_unix_socket(self.url.removeprefix("unix://"))
                 environment = dict(os.environ)
                 if self._docker_host:
                     environment["DOCKER_HOST"] = self._docker_host
@@ -122,7 +136,11 @@ class DockerConnection:
     ) -> T:
         """:meth:`call` for code that already runs in a worker thread."""
         try:
-            return fn(self.client())
+            client = self.client()
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise RuntimeUnavailable(f"{_start_hint(self.url)} ({exc})") from exc
+        try:
+            return fn(client)
         except DeviceRuntimeError:
             raise
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:

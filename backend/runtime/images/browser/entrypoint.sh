@@ -36,6 +36,18 @@ export HOME=${HOME:-/tmp/home}
 
 log() { printf 'corral-entrypoint: %s\n' "$*" >&2; }
 
+# Every process of the device shares this script's process group; signal them all.
+stop_all() {
+    trap '' TERM INT
+    log "stopping"
+    kill -TERM 0 2>/dev/null
+    wait
+    rm -f "$VNC_SOCKET"
+}
+
+# First thing: a docker stop right after start must still end in a clean exit.
+trap 'stop_all; exit 0' TERM INT
+
 screen=${CORRAL_SCREEN:-1024x768x24}
 if [[ ! $screen =~ ^([0-9]+)x([0-9]+)(x([0-9]+))?$ ]]; then
     log "CORRAL_SCREEN must look like 1024x768x24, got '$screen'"
@@ -46,6 +58,12 @@ height=${BASH_REMATCH[2]}
 depth=${BASH_REMATCH[4]:-24}
 
 mkdir -p "$HOME"
+# Created here (as the device uid, sticky like the usual root-owned one) so Xvnc
+# does not complain that a non-root server cannot create it.
+mkdir -p -m 1777 /tmp/.X11-unix
+# A socket left by an earlier run of this container must not pass for a live one
+# (healthcheck, readiness probes); Xvnc creates a fresh one when it listens.
+rm -f "$VNC_SOCKET"
 
 # Runs "$@" (a command or function) and restarts it with a backoff when it exits.
 # Meant to run as a background job; SIGTERM stops the child and the loop.
@@ -94,32 +112,27 @@ run_chromium() {
     local url=$1
     # --no-sandbox: the container has no capabilities, no-new-privileges and no
     # user namespaces, so Chromium's own sandbox cannot start; the container is
-    # the sandbox. Output goes to a file (it is noisy); the tail is shown on exit.
+    # the sandbox. --test-type hides the infobar that warns about --no-sandbox.
+    # Output goes to a file (it is noisy); its tail is logged when Chromium exits.
+    # The window is one pixel larger than the screen: without a window manager,
+    # Chromium shrinks a window of exactly the screen's size by one pixel, which
+    # leaves a black line along the right and bottom edges.
     /usr/bin/chromium --no-sandbox --kiosk --no-first-run --disable-gpu \
         --disable-dev-shm-usage --disable-background-networking \
         --disable-component-update --disable-sync --disable-quic \
         --noerrdialogs --no-default-browser-check --password-store=basic \
         --hide-crash-restore-bubble --test-type \
         --user-data-dir=/tmp/chrome --window-position=0,0 \
-        --window-size="$width,$height" "$url" >>"$CHROMIUM_LOG" 2>&1
+        --window-size="$((width + 1)),$((height + 1))" "$url" >>"$CHROMIUM_LOG" 2>&1
     local rc=$?
-    tail -n 15 "$CHROMIUM_LOG" | sed 's/^/chromium: /' >&2
+    # Without a D-Bus in the container Chromium logs D-Bus errors all along; skip them.
+    grep -v 'ERROR:dbus/' "$CHROMIUM_LOG" | tail -n 15 | sed 's/^/chromium: /' >&2
     return "$rc"
 }
 
 run_agent() {
     exec /opt/corral/venv/bin/python -m agent
 }
-
-# Every process of the device shares this script's process group; signal them all.
-stop_all() {
-    trap '' TERM INT
-    log "stopping"
-    kill -TERM 0 2>/dev/null
-    wait
-}
-
-trap 'stop_all; exit 0' TERM INT
 
 Xvnc "$DISPLAY" -rfbunixpath "$VNC_SOCKET" -rfbunixmode 0600 -rfbport -1 \
     -nolisten tcp -nolisten local -SecurityTypes None -AlwaysShared \
