@@ -15,7 +15,7 @@ from typing import Protocol
 __all__ = ["DeviceSpec", "Instance", "ProgressCallback", "Runtime"]
 
 ProgressCallback = Callable[[float, str], None]
-"""Called with (fraction 0..1, human message) while long work runs."""
+"""Called on the event loop thread with (fraction 0..1, human message) while long work runs."""
 
 
 @dataclass(frozen=True, slots=True)
