@@ -63,6 +63,10 @@ class DeviceHandlers:
             await self._provision(job, device_id, device.kind, device.name)
         except JobCancelled:
             await self._cleanup(device_id)
+            current = await self._store.get(device_id)
+            # A removal cancels its device's provision and takes over from there.
+            if current.state in (S.PROVISIONING, S.BOOTING):
+                await self._store.transition(device_id, S.FAILED, reason="provisioning cancelled")
             raise
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
