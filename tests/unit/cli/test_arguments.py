@@ -27,7 +27,11 @@ def test_help_teaches_with_examples(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for text in ("corral provision --kind browser --count 4 --wait", "corral rm --all", "CORRAL_DATABASE_URL"):
+    for text in (
+        "corral provision --kind browser --count 4 --wait",
+        "corral rm --all",
+        "CORRAL_DATABASE_URL",
+    ):
         assert text in out
 
 
