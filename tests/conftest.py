@@ -61,6 +61,20 @@ def docker_available() -> None:
     import docker
 
     try:
-        docker.from_env(timeout=5).ping()
+        client = docker.from_env(timeout=5)
     except Exception as exc:
         pytest.skip(f"no Docker daemon: {exc}")
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def docker_client(docker_available: None) -> Iterator[object]:
+    """A docker SDK client for looking at containers from outside Corral (closed after)."""
+    import docker
+
+    client = docker.from_env()
+    yield client
+    client.close()

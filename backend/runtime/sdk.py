@@ -102,10 +102,12 @@ class DockerConnection:
 
         Raises docker/requests exceptions; :meth:`call` translates them.
         """
+        if self.url.startswith("unix://"):
+            # Every call, not just the first: the daemon may have gone away since
+            # (restart), and the SDK would leak a socket per failed connect.
+            _probe_unix_socket(self.url.removeprefix("unix://"))
         with self._lock:
             if self._client is None:
-                if self.url.startswith("unix://"):
-                    _probe_unix_socket(self.url.removeprefix("unix://"))
                 environment = dict(os.environ)
                 if self._docker_host:
                     environment["DOCKER_HOST"] = self._docker_host
@@ -143,6 +145,10 @@ class DockerConnection:
             return fn(client)
         except DeviceRuntimeError:
             raise
+        except requests.exceptions.ConnectionError as exc:
+            # The daemon went away mid-call: drop the pool so its dead sockets close now.
+            self.close()
+            raise translate_error(exc, error, action, self.url) from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise translate_error(exc, error, action, self.url) from exc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-import docker
 import pytest
+from docker import DockerClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -29,12 +29,12 @@ async def _refused(url: str) -> bool:
     return False
 
 
-async def test_provision_two_stream_and_remove(corral: Corral) -> None:
+async def test_provision_two_stream_and_remove(corral: Corral, docker_client: DockerClient) -> None:
     created = await corral.provision("browser", 2)
     final = await corral.wait_for([d.id for d in created], {"ready"}, timeout=BUILD_AND_BOOT)
     assert [d.state for d in final] == ["ready", "ready"], [d.reason for d in final]
 
-    client = docker.from_env()
+    client = docker_client
     for device in final:
         (container,) = client.containers.list(filters={"label": f"corral.device={device.id}"})
         assert container.attrs["HostConfig"]["NetworkMode"] == "none"

@@ -8,9 +8,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import psutil
 import pytest
+from docker import DockerClient
 
 from backend.config import Settings
 from backend.corral import Corral
@@ -32,7 +32,7 @@ def _postmaster_running(settings: Settings) -> bool:
 
 
 async def test_quit_stops_postgres_and_devices_survive(
-    embedded_settings: Settings, docker_available: None
+    embedded_settings: Settings, docker_client: DockerClient
 ) -> None:
     corral = await Corral.start(embedded_settings, role="host")
     try:
@@ -42,7 +42,7 @@ async def test_quit_stops_postgres_and_devices_survive(
     finally:
         await corral.stop()
     assert not _postmaster_running(embedded_settings)
-    (container,) = docker.from_env().containers.list(filters={"label": f"corral.device={device.id}"})
+    (container,) = docker_client.containers.list(filters={"label": f"corral.device={device.id}"})
     assert container.status == "running"
 
     corral = await Corral.start(embedded_settings, role="host")

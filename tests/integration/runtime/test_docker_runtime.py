@@ -75,13 +75,6 @@ async def runtime(runtime_settings: Settings) -> AsyncIterator[DockerRuntime]:
 
 
 @pytest.fixture
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 async def make_device(runtime: DockerRuntime, runtime_settings: Settings) -> AsyncIterator[MakeDevice]:
     """Create devices with private runtime dirs; remove containers and dirs afterwards."""
     made: list[DeviceSpec] = []

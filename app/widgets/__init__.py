@@ -1,0 +1,1 @@
+"""Widgets: show state, emit what the operator asks for."""

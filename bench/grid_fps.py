@@ -1,0 +1,592 @@
+"""Live grid benchmark: real frames per pane, CPU and memory of the app tree.
+
+    DISPLAY=:99 .venv/bin/python bench/grid_fps.py [--panes 4 16] [--seconds 20]
+
+Sources: one host TigerVNC ``Xvnc`` display per pane (default 320x240), each
+running Chromium with an animated page: shapes moved by requestAnimationFrame,
+paced to ``--source-fps``, plus a frame counter drawn as text and as a 16-bit
+barcode along the top edge. Streams go through the real stream proxy
+(``backend.stream.StreamProxy``), the way the app gets them.
+
+What is counted:
+
+- **source fps** (baseline, same run, no noVNC): a minimal RFB client per
+  source (raw encoding, only the barcode strip) counts distinct counter values:
+  once with the sources alone, and again in a separate process *during* the
+  grid window, i.e. what the sources actually delivered meanwhile. The ratio
+  is pane fps / source fps during the run.
+- **pane fps**: the grid page (one QWebEngineView, one noVNC canvas per pane)
+  decodes the barcode from each pane's framebuffer at every display flip and
+  counts flips whose counter changed, i.e. real frames, not flips (Xvnc
+  re-sends regions losslessly after JPEG updates; those flips are printed but
+  not counted). With ``--page-stats`` the page's own changed-frame counter
+  (``GridView.set_frame_stats``) runs too, as a cross-check (it costs CPU, so
+  it is off for the CPU figure). Results come back over QWebChannel.
+- **CPU**: utime+stime of the app process tree (this process, its
+  QtWebEngineProcess children and the stream proxy; not the sources, not the
+  direct counter) over the window, in % of one core, with a per-thread/process
+  breakdown; the whole machine's busy % and load average for context (on a
+  shared box other work shows up there).
+- **memory**: PSS (``/proc/<pid>/smaps_rollup``) summed over the app tree, with
+  the grid page loaded but empty, and with all panes; per pane = the increase
+  divided by the panes.
+
+``--sources K`` feeds the panes from K sources round-robin (the grid's work is
+the same, the sources' CPU shrinks): on a 2-core box 16 Chromium sources alone
+take most of the CPU, so this separates "the viewer keeps up" from "the box is
+full".
+
+Prints one table per pane count and the targets (4 panes >= 28 fps each,
+16 panes >= 25 fps each, <= 40 MB per pane). Benchmarks print; they never fail
+on a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.environment import configure_qt_environment  # noqa: E402
+
+configure_qt_environment()
+from PySide6.QtWebEngineWidgets import QWebEngineView  # noqa: E402, F401
+
+from app.widgets.grid_view import DEFAULT_COMPRESSION, DEFAULT_QUALITY  # noqa: E402
+
+BARCODE_BITS = 16
+BARCODE_HEIGHT = 16
+TARGETS = {4: 28.0, 16: 25.0}
+TARGET_MB_PER_PANE = 40.0
+
+
+# -- the animated source page ------------------------------------------------------
+
+
+def animated_page(width: int, height: int, fps: float) -> str:
+    """Moving shapes + frame counter (text and barcode), one new frame every 1/fps s."""
+    block = width // BARCODE_BITS
+    return f"""<!doctype html><html><body style="margin:0;background:#111;overflow:hidden;cursor:none">
+<canvas id="c" width="{width}" height="{height}"></canvas>
+<script>
+const W = {width}, H = {height}, BITS = {BARCODE_BITS}, BW = {block}, BH = {BARCODE_HEIGHT};
+const ctx = document.getElementById("c").getContext("2d");
+const colours = ["#e74c3c", "#2ecc71", "#3498db", "#f1c40f", "#9b59b6", "#1abc9c"];
+const period = 1000 / {fps};
+let frame = 0, next = 0;
+function draw(now) {{
+  requestAnimationFrame(draw);
+  if (now < next) return;
+  next = Math.max(next + period, now - period);
+  frame = (frame + 1) & 0xffff;
+  ctx.fillStyle = "#1b1f24";
+  ctx.fillRect(0, BH, W, H - BH);
+  for (let i = 0; i < colours.length; i++) {{
+    const x = (frame * (2 + i) + i * 53) % (W + 40) - 20;
+    const y = BH + 16 + ((i * 37 + frame * (1 + (i % 3))) % (H - BH - 40));
+    ctx.fillStyle = colours[i];
+    ctx.beginPath();
+    ctx.arc(x, y, 12 + 2 * i, 0, 2 * Math.PI);
+    ctx.fill();
+  }}
+  ctx.fillStyle = "#ffffff";
+  ctx.font = "bold 24px sans-serif";
+  ctx.fillText(String(frame), 8, H - 10);
+  for (let b = 0; b < BITS; b++) {{
+    ctx.fillStyle = (frame >> b) & 1 ? "#ffffff" : "#000000";
+    ctx.fillRect(b * BW, 0, BW, BH);
+  }}
+}}
+requestAnimationFrame(draw);
+</script></body></html>"""
+
+
+def decode_barcode(row: bytes, width: int, bytes_per_pixel: int = 4, green_offset: int = 1) -> int:
+    block = width // BARCODE_BITS
+    value = 0
+    for bit in range(BARCODE_BITS):
+        x = bit * block + block // 2
+        if row[x * bytes_per_pixel + green_offset] > 128:
+            value |= 1 << bit
+    return value
+
+
+# -- baseline: a direct RFB client, no noVNC --------------------------------------------
+
+
+async def _direct_count(socket_path: Path, seconds: float, width: int) -> float:
+    """Distinct barcode values per second seen by a raw-encoding RFB 3.8 client."""
+    reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    try:
+        await reader.readexactly(12)
+        writer.write(b"RFB 003.008\n")
+        count = (await reader.readexactly(1))[0]
+        types = await reader.readexactly(count)
+        if 1 not in types:
+            raise RuntimeError(f"{socket_path}: no 'None' security type offered ({list(types)})")
+        writer.write(b"\x01")
+        if struct.unpack(">I", await reader.readexactly(4))[0] != 0:
+            raise RuntimeError(f"{socket_path}: security handshake failed")
+        writer.write(b"\x01")  # shared
+        fb_width, _fb_height = struct.unpack(">HH", await reader.readexactly(4))
+        await reader.readexactly(16)
+        name_length = struct.unpack(">I", await reader.readexactly(4))[0]
+        await reader.readexactly(name_length)
+        # 32 bpp, depth 24, little endian, true colour, 8 bits per channel: B G R X.
+        writer.write(struct.pack(">B3xBBBBHHHBBB3x", 0, 32, 24, 0, 1, 255, 255, 255, 16, 8, 0))
+        writer.write(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: raw only
+        strip = (0, 0, min(width, fb_width), BARCODE_HEIGHT)
+        row_y = BARCODE_HEIGHT // 2
+        pixels = bytearray(strip[2] * 4)
+        # Two requests in flight, so a round trip never idles the server.
+        writer.write(struct.pack(">BBHHHH", 3, 0, *strip))
+        writer.write(struct.pack(">BBHHHH", 3, 1, *strip))
+        await writer.drain()
+
+        values: set[int] = set()
+        last = -1
+        changes = 0
+        started: float | None = None
+        deadline = float("inf")
+        while time.monotonic() < deadline:
+            message = (await reader.readexactly(1))[0]
+            if message == 0:  # FramebufferUpdate
+                await reader.readexactly(1)
+                (rects,) = struct.unpack(">H", await reader.readexactly(2))
+                for _ in range(rects):
+                    x, y, w, h, encoding = struct.unpack(">HHHHi", await reader.readexactly(12))
+                    if encoding != 0:
+                        raise RuntimeError(f"unexpected encoding {encoding}")
+                    data = await reader.readexactly(w * h * 4)
+                    if y <= row_y < y + h:
+                        offset = (row_y - y) * w * 4
+                        pixels[x * 4 : (x + w) * 4] = data[offset : offset + w * 4]
+                value = decode_barcode(bytes(pixels), strip[2])
+                if value != last:
+                    last = value
+                    if started is not None:
+                        changes += 1
+                        values.add(value)
+                if started is None:
+                    started = time.monotonic()
+                    deadline = started + seconds
+                writer.write(struct.pack(">BBHHHH", 3, 1, *strip))
+                await writer.drain()
+            elif message == 1:  # SetColourMapEntries
+                _, _, n = struct.unpack(">BHH", await reader.readexactly(5))
+                await reader.readexactly(n * 6)
+            elif message == 2:  # Bell
+                pass
+            elif message == 3:  # ServerCutText
+                await reader.readexactly(3)
+                (length,) = struct.unpack(">I", await reader.readexactly(4))
+                await reader.readexactly(length)
+            else:
+                raise RuntimeError(f"unexpected server message {message}")
+        return changes / seconds
+    finally:
+        writer.close()
+
+
+async def direct_fps(sockets: dict[str, Path], seconds: float, width: int) -> dict[str, float]:
+    results = await asyncio.gather(*(_direct_count(path, seconds, width) for path in sockets.values()))
+    return dict(zip(sockets, results, strict=True))
+
+
+# -- process tree accounting ----------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(parent, []).append(int(entry))
+    return tree
+
+
+def app_tree(root: int, exclude: Iterable[int]) -> list[int]:
+    """*root* and its descendants, minus the subtrees rooted at *exclude* (the sources)."""
+    skip = set(exclude)
+    tree = _children()
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in skip:
+            continue
+        found.append(pid)
+        stack.extend(tree.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def cpu_by_name(pids: Iterable[int]) -> dict[str, float]:
+    """CPU seconds by role: this process's threads by name, children by process name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    totals: dict[str, float] = {}
+    for pid in pids:
+        if pid == me:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    name = "app:" + (task / "comm").read_text().strip()
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+            continue
+        name = process_name(pid)
+        name = "stream-proxy" if name.startswith("python") else name
+        totals[name] = totals.get(name, 0.0) + cpu_seconds([pid])
+    return totals
+
+
+def pss_mb(pids: Iterable[int]) -> float:
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def machine_busy() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+# -- Qt helpers -----------------------------------------------------------------------
+
+
+def spin(ms: int) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        spin(50)
+
+
+def evaluate(view: Any, script: str, timeout: float = 10.0) -> Any:
+    box: list[Any] = []
+    view.evaluate(script, box.append)
+    wait_for(lambda: bool(box), timeout, "the grid page to answer")
+    return box[0]
+
+
+BARCODE_PROBE = """
+(() => {
+  const W = %(width)d, BITS = %(bits)d, BW = Math.floor(W / BITS), ROW = %(row)d;
+  window.benchCounts = {};
+  for (const id of corralGrid.paneIds()) {
+    const display = corralGrid.rfb(id)._display;
+    const inner = display.flip;
+    const counts = window.benchCounts[id] = { frames: 0, flips: 0, last: -1 };
+    display.flip = (fromQueue) => {
+      const queued = display._renderQ.length !== 0 && !fromQueue;
+      inner.call(display, fromQueue);
+      if (queued || display.width < W) return;
+      counts.flips += 1;
+      const row = display._drawCtx.getImageData(0, ROW, W, 1).data;
+      let value = 0;
+      for (let bit = 0; bit < BITS; bit++) {
+        if (row[(bit * BW + (BW >> 1)) * 4 + 1] > 128) value |= 1 << bit;
+      }
+      if (value !== counts.last) { counts.frames += 1; counts.last = value; }
+    };
+  }
+  return corralGrid.paneIds().length;
+})()
+"""
+
+SNAPSHOT = "JSON.stringify({counts: window.benchCounts, stats: corralGrid.stats(), time: performance.now()})"
+
+
+# -- one run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    panes: int
+    columns: int
+    sources: int
+    source_fps_alone: dict[str, float]
+    source_fps: dict[str, float]
+    pane_fps: dict[str, float]
+    page_fps: dict[str, float]
+    flips_per_s: dict[str, float]
+    cpu_percent: float
+    cpu_breakdown: dict[str, float]
+    machine_percent: float
+    pss_empty_mb: float
+    pss_full_mb: float
+    pss_webengine_mb: float
+    notes: list[str] = field(default_factory=list)
+
+
+def run_once(farm: Any, panes: int, seconds: float, args: argparse.Namespace) -> RunResult:
+    from app.widgets.grid_view import GridView
+
+    width, height = args.size
+    columns = {1: 1, 4: 2, 9: 3, 16: 4}.get(panes, 4)
+    source_count = min(panes, args.sources or panes)
+    ids = [f"bench-{i:02d}" for i in range(panes)]
+    source_ids = [f"src-{i:02d}" for i in range(source_count)]
+    source_of = {pane: source_ids[i % source_count] for i, pane in enumerate(ids)}
+    page = animated_page(width, height, args.source_fps)
+    print(
+        f"\n== {panes} panes ({columns}x{columns}) on {source_count} sources "
+        f"({width}x{height} Chromium @ {args.source_fps:g} fps, nice {args.source_nice}); "
+        f"quality {args.quality}, compression {args.compression}; load average {_loadavg()} =="
+    )
+    started = time.monotonic()
+    sources = farm.add_many(dict.fromkeys(source_ids, page), width, height, args.source_nice)
+    source_pids = [pid for source in sources for pid in source.pids]
+    sockets = {s.device_id: s.socket_path for s in sources}
+    deadline = time.monotonic() + 90
+    while min(asyncio.run(direct_fps(sockets, 1.0, width)).values()) < args.source_fps / 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the sources did not start animating within 90 s")
+    print(f"sources animating {time.monotonic() - started:.1f} s after launch; warming up")
+    time.sleep(args.warmup)
+    alone = asyncio.run(direct_fps(sockets, args.baseline_seconds, width))
+    print(
+        f"sources alone (direct RFB client, no grid): median {statistics.median(alone.values()):.1f} fps, "
+        f"min {min(alone.values()):.1f}"
+    )
+
+    view = GridView(quality=args.quality, compression=args.compression)
+    view.set_url_provider(lambda pane: farm.pane_url(source_of[pane]))
+    view.resize(*args.view)
+    view.set_layout(columns)
+    view.show()
+    wait_for(view.is_ready, 30, "the grid page")
+    spin(1500)
+    me = os.getpid()
+    pss_empty = pss_mb(app_tree(me, source_pids))
+
+    view.set_frame_stats(args.page_stats)
+    for pane in ids:
+        view.add_pane(pane, pane, "ready")
+    wait_for(lambda: all(view.is_connected(i) for i in ids), 60, "all panes to connect")
+    spin(1000)
+    evaluate(view, BARCODE_PROBE % {"width": width, "bits": BARCODE_BITS, "row": BARCODE_HEIGHT // 2})
+    spin(int(args.warmup * 1000))
+
+    # The direct clients keep counting during the window: what the sources
+    # delivered while the grid ran (the grid cannot show more than that).
+    counter = subprocess.Popen(
+        [sys.executable, __file__, "--direct-count", str(seconds), str(width), *map(str, sockets.values())],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    excluded = [*source_pids, counter.pid]
+    tree = app_tree(me, excluded)
+    cpu0, busy0, t0 = cpu_seconds(tree), machine_busy(), time.monotonic()
+    names0 = cpu_by_name(tree)
+    first = json.loads(evaluate(view, SNAPSHOT))
+    spin(int(seconds * 1000))
+    last = json.loads(evaluate(view, SNAPSHOT))
+    tree = app_tree(me, excluded)
+    cpu1, busy1, t1 = cpu_seconds(tree), machine_busy(), time.monotonic()
+    names1 = cpu_by_name(tree)
+    breakdown = {
+        name: 100 * (value - names0.get(name, 0.0)) / (t1 - t0) for name, value in sorted(names1.items())
+    }
+    pss_full = pss_mb(tree)
+    pss_webengine = pss_mb(pid for pid in tree if process_name(pid).startswith("QtWebEngine"))
+    output, _ = counter.communicate(timeout=seconds + 30)
+    during = dict(zip(sockets, json.loads(output), strict=True))
+
+    elapsed = (last["time"] - first["time"]) / 1000
+    pane_fps = {i: (last["counts"][i]["frames"] - first["counts"][i]["frames"]) / elapsed for i in ids}
+    flips = {i: (last["counts"][i]["flips"] - first["counts"][i]["flips"]) / elapsed for i in ids}
+    page_fps = {}
+    if args.page_stats:
+        page_fps = {i: (last["stats"][i]["frames"] - first["stats"][i]["frames"]) / elapsed for i in ids}
+    machine = 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+    result = RunResult(
+        panes=panes,
+        columns=columns,
+        sources=source_count,
+        source_fps_alone=alone,
+        source_fps=during,
+        pane_fps=pane_fps,
+        page_fps=page_fps,
+        flips_per_s=flips,
+        cpu_percent=100 * (cpu1 - cpu0) / (t1 - t0),
+        cpu_breakdown=breakdown,
+        machine_percent=machine,
+        pss_empty_mb=pss_empty,
+        pss_full_mb=pss_full,
+        pss_webengine_mb=pss_webengine,
+    )
+    if args.screenshot:
+        path = Path(args.screenshot).with_suffix(f".{panes}-{source_count}.png")
+        view.grab().save(str(path))
+        result.notes.append(f"screenshot: {path}")
+
+    view.close()
+    view.deleteLater()
+    spin(500)
+    for source_id in source_ids:
+        farm.remove(source_id)
+    return result
+
+
+def report(result: RunResult) -> None:
+    def summary(values: dict[str, float]) -> str:
+        data = list(values.values())
+        return f"min {min(data):5.1f}  median {statistics.median(data):5.1f}  max {max(data):5.1f}"
+
+    per_pane = (result.pss_full_mb - result.pss_empty_mb) / result.panes
+    target = TARGETS.get(result.panes)
+    pane_min = min(result.pane_fps.values())
+    ratio = statistics.median(result.pane_fps.values()) / max(
+        0.01, statistics.median(result.source_fps.values())
+    )
+    print(f"source fps, alone       {summary(result.source_fps_alone)}")
+    print(f"source fps, during run  {summary(result.source_fps)}   (direct RFB client, no noVNC)")
+    print(f"pane fps (real frames)  {summary(result.pane_fps)}   ratio pane/source (median) {ratio:.2f}")
+    if result.page_fps:
+        print(f"page's own frame count  {summary(result.page_fps)}")
+    print(f"flips per pane          {summary(result.flips_per_s)}")
+    print(
+        f"CPU app tree {result.cpu_percent:.0f} % of one core; machine busy {result.machine_percent:.0f} % "
+        f"of {os.cpu_count()} cores (sources and anything else running included; load average now {_loadavg()})"
+    )
+    shown = sorted(result.cpu_breakdown.items(), key=lambda item: -item[1])
+    parts = ", ".join(f"{name} {value:.0f} %" for name, value in shown if value >= 1)
+    print(f"  by process: {parts}")
+    print(
+        f"PSS app tree: {result.pss_empty_mb:.0f} MB empty page, {result.pss_full_mb:.0f} MB with "
+        f"{result.panes} panes (QtWebEngine processes {result.pss_webengine_mb:.0f} MB); "
+        f"+{per_pane:.1f} MB per pane, {result.pss_full_mb / result.panes:.0f} MB per pane gross"
+    )
+    if target is not None:
+        verdict = "meets" if pane_min >= target else "MISSES"
+        print(
+            f"target {result.panes} panes >= {target:g} fps each: {verdict} (slowest pane {pane_min:.1f} fps)"
+        )
+    verdict = "meets" if per_pane <= TARGET_MB_PER_PANE else "MISSES"
+    print(f"target <= {TARGET_MB_PER_PANE:g} MB per pane (increase): {verdict}")
+    for note in result.notes:
+        print(note)
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = text.lower().split("x")
+    return int(width), int(height)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--direct-count"]:
+        seconds, width, paths = float(argv[1]), int(argv[2]), [Path(p) for p in argv[3:]]
+        sockets = {str(i): path for i, path in enumerate(paths)}
+        print(json.dumps(list(asyncio.run(direct_fps(sockets, seconds, width)).values())))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--panes", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per run")
+    parser.add_argument("--baseline-seconds", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--size", type=_size, default=(320, 240), help="source screen, WxH")
+    parser.add_argument("--source-fps", type=float, default=30.0)
+    parser.add_argument(
+        "--sources",
+        type=int,
+        default=0,
+        help="distinct sources per run (default: one per pane); fewer sources are shared round-robin, "
+        "which keeps the grid's work the same and takes the sources' CPU out of the way",
+    )
+    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="noVNC qualityLevel")
+    parser.add_argument("--compression", type=int, default=DEFAULT_COMPRESSION, help="noVNC compressionLevel")
+    parser.add_argument("--source-nice", type=int, default=0, help="nice value for the sources")
+    parser.add_argument("--view", type=_size, default=(1440, 900), help="grid view size, WxH")
+    parser.add_argument(
+        "--page-stats",
+        action="store_true",
+        help="also run the page's own changed-frame counter (cross-check; costs CPU)",
+    )
+    parser.add_argument("--screenshot", help="save a grab of the grid to PATH.<panes>.png")
+    parser.add_argument("--json", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if not os.environ.get("DISPLAY"):
+        print("needs an X display (e.g. Xvfb :99 and DISPLAY=:99)", file=sys.stderr)
+        return 2
+
+    from PySide6.QtWidgets import QApplication
+
+    from tests.gui.farm import StreamFarm
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    farm = StreamFarm().start()
+    results = []
+    try:
+        for panes in args.panes:
+            result = run_once(farm, panes, args.seconds, args)
+            report(result)
+            results.append(result)
+    finally:
+        farm.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
+    del app
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+// The live grid page: one noVNC RFB canvas per device pane, laid out in a CSS grid.
+//
+// Qt owns the state; this page mirrors it. Qt talks to the page through the
+// signals of the `bridge` object (QWebChannel) and the page reports what the
+// operator did or what happened to a stream through the bridge's slots:
+//
+//   Qt -> page (signals)                 page -> Qt (slots)
+//   layout_changed(columns)              page_ready()
+//   pane_added(id, name, state, url)     pane_double_clicked(id)
+//   pane_updated(id, name, state)        context_menu_requested(id, x, y)
+//   pane_removed(id)                     control_toggle_requested(id, on)
+//   pane_url_renewed(id, url)            escape_pressed()
+//   focus_changed(id)                    pane_connected(id)
+//   control_changed(id, on)              pane_disconnected(id, clean)
+//   frame_stats_toggled(on)              frame_stats_reported(json)
+//   script_posted(request, script)       script_finished(request, json)
+//
+// After page_ready() Qt replays its whole state, so a reloaded page (e.g. after
+// a renderer crash) recovers without help. Pane URLs carry short-lived tokens:
+// the page never reuses one; on a drop it reports pane_disconnected and waits
+// for Qt to send a fresh URL with pane_url_renewed.
+
+import RFB from "../node_modules/@novnc/novnc/core/rfb.js";
+import Display from "../node_modules/@novnc/novnc/core/display.js";
+
+// noVNC 1.7 turns every JPEG rect into a base64 data: URL for an <img>: a
+// base64 pass on the page's main thread per rect, and Blink keeps the decoded
+// images in its memory cache (~100 MB per pane at 30 fps, measured). Decode
+// with WebCodecs' ImageDecoder instead (no base64, nothing cached; measured
+// cheaper than createImageBitmap(Blob), which ships each rect through the
+// browser process) and hand the VideoFrame to the render queue as a 'frame'
+// entry, which noVNC draws in order and then close()s. noVNC is pinned in
+// package.json: check this override when upgrading it.
+const EMPTY_FRAME = Object.assign(new OffscreenCanvas(1, 1), { close() {} });
+let jpegRects = 0;
+if (typeof ImageDecoder === "function") {
+  Display.prototype.imageRect = function imageRect(x, y, width, height, mime, arr) {
+    if (width === 0 || height === 0) {
+      return;
+    }
+    jpegRects += 1;
+    const entry = { ready: false, frame: null, promise: null };
+    const decoder = new ImageDecoder({ data: arr, type: mime }); // copies arr
+    entry.promise = decoder
+      .decode()
+      .then((result) => {
+        entry.frame = result.image;
+      })
+      .catch((error) => {
+        console.warn(`undecodable ${mime} rect ${width}x${height}: ${error}`);
+        entry.frame = EMPTY_FRAME;
+      })
+      .finally(() => {
+        entry.ready = true;
+        decoder.close();
+      });
+    this._renderQPush({ type: "frame", frame: entry, x, y, width, height });
+  };
+}
+
+// Local loopback streams: bandwidth is free, CPU is not. Medium JPEG quality
+// keeps Xvnc's encoder and our decoder cheap; low zlib effort on lossless rects.
+// GridView may override both with ?quality=&compression= on the page URL.
+const params = new URLSearchParams(location.search);
+const QUALITY_LEVEL = clampLevel(params.get("quality"), 6);
+const COMPRESSION_LEVEL = clampLevel(params.get("compression"), 1);
+
+function clampLevel(text, fallback) {
+  const value = Number.parseInt(text ?? "", 10);
+  return Number.isInteger(value) && value >= 0 && value <= 9 ? value : fallback;
+}
+const STATS_INTERVAL_MS = 1000;
+const XK_ESCAPE = 0xff1b;
+
+// Changed-frame detection (only while frame stats are on): every SAMPLE_STEP-th
+// pixel of each damaged region is compared with the last value seen there. A
+// flip counts as a new frame when at least MIN_CHANGED_SAMPLES samples moved by
+// more than CHANGE_THRESHOLD in some channel, so Xvnc's lossless re-send of a
+// region it had sent as JPEG (same picture, slightly different pixels) does not
+// count as a frame.
+const SAMPLE_STEP = 4;
+const CHANGE_THRESHOLD = 64;
+const MIN_CHANGED_SAMPLES = 2;
+
+const grid = document.getElementById("grid");
+const template = document.getElementById("pane-template");
+const panes = new Map();
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+let bridge = null;
+let focusedId = "";
+let statsEnabled = false;
+
+class FrameCounter {
+  // Counts flips of one RFB display, and (when enabled) flips that changed the picture.
+  constructor(display) {
+    this.display = display;
+    this.flips = 0;
+    this.frames = 0;
+    this.samples = null;
+    this.sampleWidth = 0;
+    this.originalFlip = display.flip;
+    // noVNC has no public "frame presented" hook; flip() is where a finished
+    // update reaches the visible canvas (noVNC is pinned in package.json).
+    display.flip = (fromQueue) => {
+      const queued = display._renderQ.length !== 0 && !fromQueue;
+      const damage = { ...display._damageBounds };
+      this.originalFlip.call(display, fromQueue);
+      if (queued) {
+        return; // the render queue calls flip(true) later; count it then
+      }
+      this.flips += 1;
+      if (statsEnabled && this.changed(damage)) {
+        this.frames += 1;
+      }
+    };
+  }
+
+  changed(damage) {
+    const width = this.display.width;
+    const height = this.display.height;
+    const left = Math.max(0, Math.ceil(damage.left / SAMPLE_STEP) * SAMPLE_STEP);
+    const top = Math.max(0, Math.ceil(damage.top / SAMPLE_STEP) * SAMPLE_STEP);
+    const right = Math.min(width, damage.right);
+    const bottom = Math.min(height, damage.bottom);
+    if (right <= left || bottom <= top) {
+      return false;
+    }
+    const columns = Math.ceil(width / SAMPLE_STEP);
+    if (this.samples === null || this.sampleWidth !== columns ||
+        this.samples.length !== columns * Math.ceil(height / SAMPLE_STEP) * 3) {
+      this.sampleWidth = columns;
+      this.samples = new Uint8Array(columns * Math.ceil(height / SAMPLE_STEP) * 3);
+    }
+    const w = right - left;
+    const h = bottom - top;
+    const data = this.display._drawCtx.getImageData(left, top, w, h).data;
+    let changed = 0;
+    for (let y = 0; y < h; y += SAMPLE_STEP) {
+      const row = ((top + y) / SAMPLE_STEP) * columns;
+      for (let x = 0; x < w; x += SAMPLE_STEP) {
+        const src = (y * w + x) * 4;
+        const dst = (row + (left + x) / SAMPLE_STEP) * 3;
+        for (let c = 0; c < 3; c++) {
+          const value = data[src + c];
+          if (Math.abs(value - this.samples[dst + c]) > CHANGE_THRESHOLD) {
+            changed += 1;
+          }
+          this.samples[dst + c] = value;
+        }
+      }
+    }
+    return changed >= MIN_CHANGED_SAMPLES;
+  }
+
+  detach() {
+    this.display.flip = this.originalFlip;
+  }
+}
+
+class Pane {
+  constructor(id) {
+    this.id = id;
+    this.el = template.content.firstElementChild.cloneNode(true);
+    this.el.dataset.id = id;
+    this.screen = this.el.querySelector(".screen");
+    this.nameEl = this.el.querySelector(".name");
+    this.stateEl = this.el.querySelector(".state");
+    this.fpsEl = this.el.querySelector(".fps");
+    this.overlayText = this.el.querySelector(".overlay-text");
+    this.controlButton = this.el.querySelector(".control");
+    this.rfb = null;
+    this.counter = null;
+    this.control = false;
+    this.connected = false;
+    // Totals over the pane's life; counters of replaced connections are folded in.
+    this.pastFlips = 0;
+    this.pastFrames = 0;
+    this.lastFrames = 0;
+    this.controlButton.addEventListener("click", (event) => {
+      event.stopPropagation();
+      bridge?.control_toggle_requested(this.id, !this.control);
+    });
+  }
+
+  update(name, state) {
+    this.nameEl.textContent = name;
+    this.el.title = name;
+    this.stateEl.textContent = state;
+    this.el.dataset.state = state;
+  }
+
+  connect(url) {
+    this.closeConnection();
+    this.setStatus("connecting", "Connecting…");
+    let rfb;
+    try {
+      rfb = new RFB(this.screen, url, { shared: true });
+    } catch (error) {
+      console.error(`pane ${this.id}: cannot open ${error}`);
+      this.setStatus("disconnected", "Stream unavailable, retrying…");
+      setTimeout(() => bridge?.pane_disconnected(this.id, false), 0);
+      return;
+    }
+    rfb.viewOnly = !this.control;
+    rfb.focusOnClick = this.control;
+    rfb.scaleViewport = true;
+    rfb.resizeSession = false;
+    rfb.clipViewport = false;
+    rfb.qualityLevel = QUALITY_LEVEL;
+    rfb.compressionLevel = COMPRESSION_LEVEL;
+    rfb.background = "transparent";
+    rfb.addEventListener("connect", () => {
+      if (this.rfb !== rfb) {
+        return;
+      }
+      this.connected = true;
+      this.setStatus("connected", "");
+      bridge?.pane_connected(this.id);
+    });
+    rfb.addEventListener("disconnect", (event) => {
+      if (this.rfb !== rfb) {
+        return; // a connection we replaced or closed on purpose
+      }
+      const wasConnected = this.connected;
+      this.foldCounter();
+      this.rfb = null;
+      this.connected = false;
+      this.setStatus("disconnected", wasConnected ? "Stream lost, reconnecting…" : "Waiting for the device's screen…");
+      bridge?.pane_disconnected(this.id, Boolean(event.detail?.clean));
+    });
+    this.rfb = rfb;
+    this.counter = new FrameCounter(rfb._display);
+  }
+
+  setStatus(status, text) {
+    this.el.classList.toggle("connecting", status === "connecting");
+    this.el.classList.toggle("disconnected", status === "disconnected");
+    this.overlayText.textContent = text;
+  }
+
+  setControl(on) {
+    this.control = on;
+    this.el.classList.toggle("control", on);
+    this.controlButton.textContent = on ? "In control" : "View only";
+    this.controlButton.title = on
+      ? "Release control: back to view only"
+      : "Take control: send your mouse and keyboard to this device";
+    if (this.rfb !== null) {
+      this.rfb.viewOnly = !on;
+      this.rfb.focusOnClick = on;
+      if (on) {
+        this.rfb.focus();
+      } else {
+        this.rfb.blur();
+      }
+    }
+  }
+
+  foldCounter() {
+    if (this.counter !== null) {
+      this.pastFlips += this.counter.flips;
+      this.pastFrames += this.counter.frames;
+      this.counter.detach();
+      this.counter = null;
+    }
+  }
+
+  stats() {
+    const flips = this.pastFlips + (this.counter?.flips ?? 0);
+    const frames = this.pastFrames + (this.counter?.frames ?? 0);
+    return { flips, frames, connected: this.connected };
+  }
+
+  closeConnection() {
+    const rfb = this.rfb;
+    this.foldCounter();
+    this.rfb = null;
+    this.connected = false;
+    if (rfb !== null) {
+      rfb.disconnect();
+    }
+  }
+
+  destroy() {
+    this.closeConnection();
+    this.el.remove();
+  }
+}
+
+function refreshEmptyState() {
+  document.body.classList.toggle("no-panes", panes.size === 0);
+}
+
+function setLayout(columns) {
+  const clamped = Math.max(1, Math.min(4, columns | 0));
+  grid.classList.remove("layout-1", "layout-2", "layout-3", "layout-4");
+  grid.classList.add(`layout-${clamped}`);
+}
+
+function addPane(id, name, state, url) {
+  let pane = panes.get(id);
+  if (pane === undefined) {
+    pane = new Pane(id);
+    panes.set(id, pane);
+    pane.update(name, state);
+    // Panes stay in name order ("browser-2" before "browser-10"), whatever order they came in.
+    const after = [...panes.values()].find(
+      (other) => other !== pane && collator.compare(other.nameEl.textContent, name) > 0,
+    );
+    grid.insertBefore(pane.el, after ? after.el : null);
+  }
+  pane.update(name, state);
+  pane.el.classList.toggle("focused", id === focusedId);
+  pane.connect(url);
+  refreshEmptyState();
+}
+
+function removePane(id) {
+  const pane = panes.get(id);
+  if (pane !== undefined) {
+    panes.delete(id);
+    pane.destroy();
+  }
+  refreshEmptyState();
+}
+
+function focusPane(id) {
+  focusedId = panes.has(id) ? id : "";
+  grid.classList.toggle("has-focus", focusedId !== "");
+  for (const pane of panes.values()) {
+    pane.el.classList.toggle("focused", pane.id === focusedId);
+  }
+  const pane = panes.get(focusedId);
+  if (pane !== undefined) {
+    pane.el.focus({ preventScroll: true });
+    if (pane.control) {
+      pane.rfb?.focus();
+    }
+  }
+}
+
+function paneOf(event) {
+  const el = event.target.closest?.(".pane");
+  return el ? panes.get(el.dataset.id) : undefined;
+}
+
+function reportStats() {
+  if (!statsEnabled || bridge === null) {
+    return;
+  }
+  const report = { time: performance.now(), panes: {} };
+  for (const pane of panes.values()) {
+    const stats = pane.stats();
+    report.panes[pane.id] = stats;
+    pane.fpsEl.textContent = `${stats.frames - pane.lastFrames} fps`;
+    pane.lastFrames = stats.frames;
+  }
+  bridge.frame_stats_reported(JSON.stringify(report));
+}
+
+function toggleStats(on) {
+  statsEnabled = on;
+  for (const pane of panes.values()) {
+    pane.fpsEl.textContent = "";
+    pane.lastFrames = pane.stats().frames;
+  }
+}
+
+// A view-only pane keeps mouse buttons away from noVNC: it would send nothing,
+// but its pointer capture retargets the mouseup and so kills the dblclick below.
+for (const type of ["mousedown", "mouseup", "click"]) {
+  grid.addEventListener(type, (event) => {
+    const pane = paneOf(event);
+    if (pane !== undefined && !pane.control && event.target.closest(".screen")) {
+      event.stopPropagation();
+    }
+  }, true);
+}
+
+// Double-click a pane: Qt decides (focus it, or return to the grid). A pane in
+// control passes double-clicks on its screen to the device instead.
+grid.addEventListener("dblclick", (event) => {
+  const pane = paneOf(event);
+  if (pane === undefined || event.target.closest(".control")) {
+    return;
+  }
+  if (pane.control && event.target.closest(".screen")) {
+    return;
+  }
+  event.preventDefault();
+  bridge?.pane_double_clicked(pane.id);
+});
+
+// Capture phase: noVNC stops right-clicks on its canvas. A pane in control
+// keeps them for the device; otherwise Qt shows the pane's menu.
+document.addEventListener("contextmenu", (event) => {
+  const pane = paneOf(event);
+  event.preventDefault();
+  if (pane !== undefined && pane.control && event.target.closest(".screen")) {
+    return;
+  }
+  event.stopPropagation();
+  bridge?.context_menu_requested(pane ? pane.id : "", event.clientX, event.clientY);
+}, true);
+
+// Capture phase, before noVNC's keyboard grab: Esc belongs to the control room
+// (back to the grid, release control); Shift+Esc sends Esc to the device.
+window.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") {
+    return;
+  }
+  event.preventDefault();
+  event.stopImmediatePropagation();
+  if (event.shiftKey) {
+    for (const pane of panes.values()) {
+      if (pane.control && pane.rfb !== null) {
+        pane.rfb.sendKey(XK_ESCAPE, "Escape");
+      }
+    }
+    return;
+  }
+  bridge?.escape_pressed();
+}, true);
+
+window.addEventListener("keyup", (event) => {
+  if (event.key === "Escape") {
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  }
+}, true);
+
+// A read-only view of the page for tests and benchmarks (not used by Qt).
+window.corralGrid = {
+  paneIds: () => [...panes.keys()],
+  rfb: (id) => panes.get(id)?.rfb ?? null,
+  viewOnly: (id) => panes.get(id)?.rfb?.viewOnly ?? null,
+  connected: (id) => panes.get(id)?.connected ?? false,
+  focusedId: () => focusedId,
+  jpegRects: () => jpegRects,
+  stats: () => Object.fromEntries([...panes.values()].map((p) => [p.id, p.stats()])),
+};
+
+// GridView.evaluate(): Qt's own runJavaScript is unusable from PySide6 6.12 (it
+// corrupts a refcount), so scripts for tests and benchmarks come this way.
+async function runScript(requestId, script) {
+  let result;
+  try {
+    result = await (0, eval)(script);
+  } catch (error) {
+    result = { error: String(error) };
+  }
+  bridge?.script_finished(requestId, JSON.stringify(result ?? null));
+}
+
+refreshEmptyState();
+setInterval(reportStats, STATS_INTERVAL_MS);
+
+new QWebChannel(qt.webChannelTransport, (channel) => {
+  const qtBridge = channel.objects.bridge;
+  qtBridge.layout_changed.connect(setLayout);
+  qtBridge.pane_added.connect(addPane);
+  qtBridge.pane_updated.connect((id, name, state) => panes.get(id)?.update(name, state));
+  qtBridge.pane_removed.connect(removePane);
+  qtBridge.pane_url_renewed.connect((id, url) => panes.get(id)?.connect(url));
+  qtBridge.focus_changed.connect(focusPane);
+  qtBridge.control_changed.connect((id, on) => panes.get(id)?.setControl(on));
+  qtBridge.frame_stats_toggled.connect(toggleStats);
+  qtBridge.script_posted.connect(runScript);
+  bridge = qtBridge;
+  bridge.page_ready();
+});

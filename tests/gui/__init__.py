@@ -1,0 +1,1 @@
+"""GUI tests (pytest-qt, real pixels under Xvfb)."""

@@ -1,0 +1,216 @@
+"""The live grid with real streams: Xvnc + Chromium sources behind the real stream proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QPoint, Qt
+
+from tests.gui.helpers import (
+    canvas_rects,
+    close_to,
+    dominant_colour,
+    evaluate,
+    grab,
+    hex_colour,
+)
+
+DOUBLE_CLICK = """
+document.querySelector('.pane[data-id="%s"] canvas')
+  .dispatchEvent(new MouseEvent('dblclick', {bubbles: true, cancelable: true, detail: 2}));
+1
+"""
+COLOURS = {"dev-red": "#c0392b", "dev-green": "#27ae60", "dev-blue": "#2980b9", "dev-purple": "#8e44ad"}
+
+
+def _pane_colours(qtbot: Any, view: Any) -> dict[str, tuple[int, int, int]]:
+    rects = canvas_rects(qtbot, view)
+    image = grab(view)
+    return {pane_id: dominant_colour(image, rect) for pane_id, rect in rects.items()}
+
+
+def _wait_for_colours(qtbot: Any, view: Any, expected: dict[str, str], timeout: int = 20_000) -> None:
+    seen: dict[str, tuple[int, int, int]] = {}
+
+    def shown() -> bool:
+        seen.clear()
+        seen.update(_pane_colours(qtbot, view))
+        return set(seen) == set(expected) and all(
+            close_to(seen[pane_id], hex_colour(colour)) for pane_id, colour in expected.items()
+        )
+
+    try:
+        qtbot.waitUntil(shown, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"panes show {seen}, expected {expected}") from None
+
+
+def _add_all(view: Any, colours: dict[str, str]) -> None:
+    for pane_id in colours:
+        view.add_pane(pane_id, pane_id, "ready")
+
+
+def test_four_sources_fill_a_2x2_grid_with_distinct_live_screens(qtbot, grid_view, xvnc_source, tmp_path):
+    xvnc_source.many(COLOURS)
+    _add_all(grid_view, COLOURS)
+
+    _wait_for_colours(qtbot, grid_view, COLOURS)
+
+    rects = canvas_rects(qtbot, grid_view)
+    # Four cells of a 2x2 grid: two columns, two rows, no overlap.
+    assert len({x for x, _, _, _ in rects.values()}) == 2
+    assert len({y for _, y, _, _ in rects.values()}) == 2
+    assert all(w > 400 and h > 300 for _, _, w, h in rects.values())
+    colours = list(_pane_colours(qtbot, grid_view).values())
+    assert all(not close_to(a, b, 40) for i, a in enumerate(colours) for b in colours[i + 1 :])
+    grab(grid_view).save(str(tmp_path / "grid-2x2.png"))
+
+
+def test_layouts_change_the_cell_size(qtbot, grid_view, xvnc_source):
+    colours = {"dev-red": COLOURS["dev-red"], "dev-green": COLOURS["dev-green"]}
+    xvnc_source.many(colours)
+    _add_all(grid_view, colours)
+    _wait_for_colours(qtbot, grid_view, colours)
+
+    grid_view.set_layout(1)
+    qtbot.waitUntil(lambda: canvas_rects(qtbot, grid_view)["dev-red"][3] > 700)
+    grid_view.set_layout(4)
+    qtbot.waitUntil(lambda: canvas_rects(qtbot, grid_view)["dev-red"][3] < 200)
+    assert grid_view.layout_columns() == 4
+
+
+def test_double_click_fills_the_area_and_escape_restores_the_grid(qtbot, grid_view, xvnc_source):
+    xvnc_source.many(COLOURS)
+    _add_all(grid_view, COLOURS)
+    _wait_for_colours(qtbot, grid_view, COLOURS)
+    target = grid_view.focusProxy()
+
+    # QTest cannot make a double-click QtWebEngine believes (its timestamps space
+    # clicks apart), so the page gets a DOM dblclick on the pane's screen.
+    with qtbot.waitSignal(grid_view.focus_changed, timeout=5000) as focused:
+        evaluate(qtbot, grid_view, DOUBLE_CLICK % "dev-blue")
+    assert focused.args == ["dev-blue"]
+    # Only the focused pane is visible, and it fills the area.
+    qtbot.waitUntil(lambda: list(canvas_rects(qtbot, grid_view)) == ["dev-blue"])
+    _wait_for_colours(qtbot, grid_view, {"dev-blue": COLOURS["dev-blue"]})
+    h = canvas_rects(qtbot, grid_view)["dev-blue"][3]
+    assert h > 700
+
+    with qtbot.waitSignal(grid_view.focus_changed, timeout=5000) as back:
+        qtbot.keyClick(target, Qt.Key.Key_Escape)
+    assert back.args == [""]
+    _wait_for_colours(qtbot, grid_view, COLOURS)
+
+    # The API does the same, and a second double-click returns to the grid.
+    grid_view.focus_pane("dev-green")
+    qtbot.waitUntil(lambda: list(canvas_rects(qtbot, grid_view)) == ["dev-green"])
+    with qtbot.waitSignal(grid_view.focus_changed, timeout=5000) as toggled:
+        evaluate(qtbot, grid_view, DOUBLE_CLICK % "dev-green")
+    assert toggled.args == [""]
+    _wait_for_colours(qtbot, grid_view, COLOURS)
+
+
+def test_control_toggle_flips_view_only_and_sends_input(qtbot, grid_view, xvnc_source):
+    # The device page turns green when it receives the key "g".
+    page = (
+        "<body style='margin:0;background:#202020;height:100vh'>"
+        "<script>addEventListener('keydown', e => { if (e.key === 'g') "
+        "document.body.style.background = '#10d050'; });</script></body>"
+    )
+    xvnc_source("dev-input", html=page)
+    grid_view.add_pane("dev-input", "dev-input", "ready")
+    _wait_for_colours(qtbot, grid_view, {"dev-input": "#202020"})
+    assert evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is True
+
+    # View only: a click and a key reach nothing.
+    target = grid_view.focusProxy()
+    x, y, w, h = canvas_rects(qtbot, grid_view)["dev-input"]
+    centre = QPoint(x + w // 2, y + h // 2)
+    qtbot.mouseClick(target, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.keyClick(target, Qt.Key.Key_G, Qt.KeyboardModifier.NoModifier)
+    qtbot.wait(300)
+    assert close_to(_pane_colours(qtbot, grid_view)["dev-input"], hex_colour("#202020"))
+
+    # The pane's own toggle button asks Qt, which grants control.
+    with qtbot.waitSignal(grid_view.control_changed, timeout=5000) as granted:
+        evaluate(qtbot, grid_view, "document.querySelector('.pane[data-id=dev-input] .control').click(); 1")
+    assert granted.args == ["dev-input", True]
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is False)
+
+    qtbot.mouseClick(target, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.keyClick(target, Qt.Key.Key_G, Qt.KeyboardModifier.NoModifier)
+    _wait_for_colours(qtbot, grid_view, {"dev-input": "#10d050"}, timeout=10_000)
+
+    # Esc releases control (and would leave a focused pane).
+    with qtbot.waitSignal(grid_view.control_changed, timeout=5000) as released:
+        qtbot.keyClick(target, Qt.Key.Key_Escape)
+    assert released.args == ["dev-input", False]
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is True)
+
+
+def test_removing_a_pane_disconnects_its_stream(qtbot, grid_view, xvnc_source):
+    colours = {"dev-red": COLOURS["dev-red"], "dev-green": COLOURS["dev-green"]}
+    xvnc_source.many(colours)
+    _add_all(grid_view, colours)
+    _wait_for_colours(qtbot, grid_view, colours)
+    evaluate(qtbot, grid_view, "window.probe = corralGrid.rfb('dev-red'); 1")
+
+    grid_view.remove_pane("dev-red")
+
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.paneIds().join()") == "dev-green")
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "probe._rfbConnectionState") == "disconnected")
+    assert evaluate(qtbot, grid_view, "document.querySelectorAll('canvas').length") == 1
+    assert grid_view.pane_ids() == ["dev-green"]
+
+
+def test_a_dropped_stream_reconnects_with_a_fresh_url(qtbot, grid_view, xvnc_source, stream_farm):
+    urls: list[str] = []
+
+    def provider(device_id: str) -> str:
+        urls.append(device_id)
+        return stream_farm.pane_url(device_id)
+
+    grid_view.set_url_provider(provider)
+    xvnc_source("dev-flaky", colour="#c0392b")
+    grid_view.add_pane("dev-flaky", "dev-flaky", "ready")
+    _wait_for_colours(qtbot, grid_view, {"dev-flaky": "#c0392b"})
+    assert urls == ["dev-flaky"]
+
+    # The device's VNC server goes away and comes back (same socket, new picture).
+    with qtbot.waitSignal(grid_view.pane_connection_changed, timeout=10_000) as lost:
+        stream_farm.remove("dev-flaky")
+    assert lost.args == ["dev-flaky", False]
+    xvnc_source("dev-flaky", colour="#d4ac0d")
+
+    _wait_for_colours(qtbot, grid_view, {"dev-flaky": "#d4ac0d"}, timeout=20_000)
+    assert grid_view.is_connected("dev-flaky")
+    assert len(urls) >= 2
+
+
+def test_photo_like_content_arrives_as_jpeg_and_renders(qtbot, grid_view, xvnc_source, caplog):
+    # Noise makes Xvnc pick JPEG, which the page decodes with ImageDecoder.
+    page = (
+        "<body style='margin:0;cursor:none'><canvas id=c width=640 height=480></canvas><script>"
+        "const x = document.getElementById('c').getContext('2d'); const d = x.createImageData(640, 480);"
+        "let s = 7; for (let i = 0; i < d.data.length; i++) { s = (s * 1103515245 + 12345) & 0x7fffffff;"
+        " d.data[i] = i % 4 === 3 ? 255 : (s >> 16) & 255; } x.putImageData(d, 0, 0);</script></body>"
+    )
+    xvnc_source("dev-photo", html=page)
+    grid_view.add_pane("dev-photo", "dev-photo", "ready")
+    assert evaluate(qtbot, grid_view, "typeof ImageDecoder") == "function"
+
+    def noisy() -> bool:
+        rects = canvas_rects(qtbot, grid_view)
+        if "dev-photo" not in rects:
+            return False
+        x, y, w, h = rects["dev-photo"]
+        image = grab(grid_view)
+        values = [
+            image.pixelColor(x + dx, y + dy).green() for dx in range(5, w - 5, 7) for dy in range(5, h - 5, 7)
+        ]
+        mean = sum(values) / len(values)
+        return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 > 40
+
+    qtbot.waitUntil(noisy, timeout=20_000)
+    assert evaluate(qtbot, grid_view, "corralGrid.jpegRects()") > 0
+    assert "undecodable" not in caplog.text
