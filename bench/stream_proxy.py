@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,8 +41,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from backend.config import Settings
 from backend.hub.tokens import load_or_create_secret
 from backend.stream import StreamProxy
+from tests.xvnc import start_xvnc
 
-XVNC = "/usr/bin/Xvnc"
 DEVICE = "bench-1"
 SMALL = 64
 
@@ -164,44 +163,6 @@ async def proxied(proxy: StreamProxy, seconds: float, small: bool) -> Result:
         return await measure(stream.read_exactly, stream.write, seconds, small)
 
 
-def start_xvnc(vnc_socket: Path, geometry: str, log: Path) -> subprocess.Popen[bytes]:
-    for display in range(50, 200):
-        if Path(f"/tmp/.X{display}-lock").exists() or Path(f"/tmp/.X11-unix/X{display}").exists():
-            continue
-        with log.open("ab") as log_file:
-            process = subprocess.Popen(
-                [
-                    XVNC,
-                    f":{display}",
-                    "-rfbunixpath",
-                    str(vnc_socket),
-                    "-rfbport",
-                    "-1",
-                    "-nolisten",
-                    "tcp",
-                    "-nolisten",
-                    "local",
-                    "-SecurityTypes",
-                    "None",
-                    "-geometry",
-                    geometry,
-                    "-depth",
-                    "24",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-            )
-        deadline = time.monotonic() + 10
-        while process.poll() is None and not vnc_socket.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None and vnc_socket.exists():
-            return process
-        process.kill()
-        process.wait()
-    raise RuntimeError(f"could not start Xvnc; see {log}")
-
-
 def report(name: str, via_direct: Result, via_proxy: Result) -> None:
     print(f"\n{name}")
     print(f"  {'':8} {'updates/s':>10} {'MB/s':>9} {'p50 ms':>8} {'p95 ms':>8}")
@@ -271,7 +232,8 @@ async def main() -> None:
     device_dir = settings.device_dir(DEVICE)
     device_dir.mkdir(parents=True, mode=0o700)
     vnc_socket = device_dir / "vnc.sock"
-    xvnc = start_xvnc(vnc_socket, args.geometry, root / "xvnc.log")
+    width, height = (int(n) for n in args.geometry.split("x"))
+    _, xvnc = start_xvnc(vnc_socket, width, height)
     proxy = StreamProxy(settings, load_or_create_secret(settings.secret_path))
     try:
         await proxy.start()

@@ -22,7 +22,7 @@ configure_qt_environment()
 from PySide6.QtWebEngineWidgets import QWebEngineView  # noqa: E402, F401
 
 from tests.gui.helpers import dispose_widget  # noqa: E402
-from tests.gui.xvnc import CHROMIUM, XVNC, XvncSource, colour_page  # noqa: E402
+from tests.xvnc import CHROMIUM, XVNC, XvncSource, colour_page  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 _HAVE_DISPLAY = bool(os.environ.get("DISPLAY")) or os.environ.get("QT_QPA_PLATFORM") == "offscreen"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from backend.config import Settings
 from backend.hub.tokens import load_or_create_secret
 from backend.stream import StreamProxy
-from tests.gui.xvnc import XvncSource, start_xvnc_source
+from tests.xvnc import XvncSource, start_xvnc_source
 
 __all__ = ["StreamFarm"]
 

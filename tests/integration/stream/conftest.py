@@ -15,7 +15,8 @@ import pytest
 from backend.config import Settings
 from backend.hub.tokens import load_or_create_secret
 from backend.stream import StreamProxy
-from tests.integration.stream.devices import GEOMETRIES, SPY, XVNC, Farm, start_xvnc
+from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
+from tests.xvnc import XVNC, start_xvnc
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def farm() -> Iterator[Farm]:
             settings.device_dir(device_id).mkdir(parents=True, mode=0o700)
         for device_id, (width, height) in GEOMETRIES.items():
             vnc_socket = settings.device_dir(device_id) / "vnc.sock"
-            servers.append(start_xvnc(vnc_socket, width, height, root / f"{device_id}.log"))
+            servers.append(start_xvnc(vnc_socket, width, height)[1])
         spy.bind(str(settings.device_dir(SPY) / "vnc.sock"))
         spy.listen()
         spy.setblocking(False)

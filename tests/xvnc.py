@@ -1,4 +1,4 @@
-"""Fake devices for GUI tests and benchmarks: host TigerVNC Xvnc displays running Chromium.
+"""Fake devices for tests and benchmarks: host TigerVNC Xvnc displays (optionally running Chromium).
 
 Each source is laid out like a real device's runtime directory
 (``<root>/devices/<id>/vnc.sock``, a unix socket only, no TCP), so the stream
@@ -20,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CHROMIUM", "XVNC", "XvncSource", "colour_page", "start_xvnc_source"]
+__all__ = ["CHROMIUM", "XVNC", "XvncSource", "colour_page", "start_xvnc", "start_xvnc_source"]
 
 XVNC = "/usr/bin/Xvnc"
 CHROMIUM = "/usr/bin/chromium"
@@ -105,13 +105,13 @@ def start_xvnc_source(
     frame. *nice* lowers the priority of both (benchmarks: devices yield to the
     viewer). Raises RuntimeError when Xvnc does not come up within *timeout*.
     """
-    prefix = ["nice", "-n", str(nice)] if nice else []
+    prefix = ("nice", "-n", str(nice)) if nice else ()
     device_dir = root / "devices" / device_id
     device_dir.mkdir(parents=True, mode=0o700)
     socket_path = device_dir / "vnc.sock"
     source = XvncSource(device_id, -1, socket_path, width, height, [], [device_dir])
     try:
-        source.display, xvnc = _start_xvnc(socket_path, width, height, timeout, prefix)
+        source.display, xvnc = start_xvnc(socket_path, width, height, timeout, prefix)
         source._processes.append(xvnc)
         profile = root / f"chromium-{device_id}"
         source._files.append(profile)
@@ -140,8 +140,8 @@ def start_xvnc_source(
     return source
 
 
-def _start_xvnc(
-    socket_path: Path, width: int, height: int, timeout: float, prefix: list[str]
+def start_xvnc(
+    socket_path: Path, width: int, height: int, timeout: float = 10.0, prefix: tuple[str, ...] = ()
 ) -> tuple[int, subprocess.Popen[bytes]]:
     """Start Xvnc on the first free display from a random start; retry when one is taken.
 
