@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from app.compat import pin_singletons
-
 __all__ = ["configure_qt_environment"]
 
 _CHROMIUM_FLAGS_ENV = "QTWEBENGINE_CHROMIUM_FLAGS"
@@ -18,10 +16,8 @@ def configure_qt_environment() -> None:
     cost, so Chromium runs with ``--disable-gpu``. Its sandbox cannot run as
     root, so root gets ``--no-sandbox``. Flags already in the environment are
     kept. Must run before ``QApplication`` is created (it only edits
-    ``os.environ``, and guards against a PySide6 defect, see ``app.compat``);
-    calling it twice is harmless.
+    ``os.environ``); calling it twice is harmless.
     """
-    pin_singletons()
     os.environ.setdefault("QT_QUICK_BACKEND", "software")
     flags = os.environ.get(_CHROMIUM_FLAGS_ENV, "").split()
     wanted = ["--disable-gpu"]
