@@ -29,6 +29,15 @@ def _default_runtime_dir() -> Path:
     return Path(f"/tmp/corral-{os.getuid()}")
 
 
+def default_concurrency(cpus: int | None = None, memory_bytes: int | None = None) -> int:
+    """Jobs to run at once: two per core (a job mostly waits on Docker), one per GiB
+    of memory (a booting browser device peaks near 300 MB), between 2 and 16."""
+    cpus = cpus or os.cpu_count() or 2
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(2, min(16, cpus * 2, memory_bytes // (1 << 30)))
+
+
 class Settings(BaseSettings):
     """Everything Corral reads from its environment.
 
@@ -54,7 +63,8 @@ class Settings(BaseSettings):
     stream_host: str = "127.0.0.1"
     stream_port: int = 0
     """0 picks a free port at start."""
-    job_concurrency: int = Field(default_factory=lambda: max(2, min(8, (os.cpu_count() or 2) * 2)))
+    job_concurrency: int = Field(default_factory=lambda: default_concurrency())
+    """Provisioning jobs run at once; the default is sized to this host."""
     job_max_attempts: int = 3
     job_lease_seconds: float = 5.0
     """A killed worker's jobs are requeued within about 1.5 x this."""

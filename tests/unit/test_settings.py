@@ -1,0 +1,18 @@
+from backend.config.settings import Settings, default_concurrency
+
+GIB = 1 << 30
+
+
+def test_default_concurrency_follows_cores_and_memory() -> None:
+    assert default_concurrency(2, 24 * GIB) == 4
+    assert default_concurrency(16, 24 * GIB) == 16
+    assert default_concurrency(16, 6 * GIB) == 6
+    assert default_concurrency(1, 1 * GIB) == 2
+
+
+def test_environment_overrides(monkeypatch) -> None:
+    monkeypatch.setenv("CORRAL_JOB_CONCURRENCY", "3")
+    monkeypatch.setenv("CORRAL_DEVICE_NETWORK", "none")
+    settings = Settings()
+    assert settings.job_concurrency == 3
+    assert settings.device_network == "none"
