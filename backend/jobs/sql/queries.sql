@@ -39,7 +39,7 @@ WHERE id = $1 AND lease_owner = $2;
 -- finish_succeeded --
 -- Mark worker $2's jobs $1 succeeded in one statement (finishes are batched).
 UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, progress = 1,
-    finished_at = now(), updated_at = now()
+    progress_message = 'done', finished_at = now(), updated_at = now()
 WHERE id = ANY($1::bigint[]) AND lease_owner = $2;
 
 -- retry_job --
