@@ -43,8 +43,12 @@ def _processes() -> dict[int, list[bytes]]:
     return found
 
 
-def _proxy_pids() -> list[int]:
-    """Our children running backend.stream.server (a zombie's cmdline is empty)."""
+def _proxy_pids(proxy: StreamProxy) -> list[int]:
+    """Our children running *proxy*'s server (a zombie's cmdline is empty).
+
+    Matched by its log file, which is per data dir: other proxies of this test
+    session (GUI tests keep one) are not this one.
+    """
     pids = []
     for pid, fields in _processes().items():
         if int(fields[1]) == os.getpid():
@@ -52,14 +56,14 @@ def _proxy_pids() -> list[int]:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"backend.stream.server" in cmdline:
+            if b"backend.stream.server" in cmdline and str(proxy.log_path).encode() in cmdline:
                 pids.append(pid)
     return pids
 
 
-def _proxy_pid() -> int:
+def _proxy_pid(proxy: StreamProxy) -> int:
     """The proxy's main process."""
-    pids = _proxy_pids()
+    pids = _proxy_pids(proxy)
     assert len(pids) == 1, pids
     return pids[0]
 
@@ -186,7 +190,7 @@ def test_listens_on_ipv4_loopback_only(proxy: StreamProxy) -> None:
 async def test_stop_leaves_no_process_and_frees_the_port(farm: Farm) -> None:
     proxy = StreamProxy(farm.settings, farm.secret)
     await proxy.start()
-    group = _proxy_pid()
+    group = _proxy_pid(proxy)
     port = proxy.port
     async with connect(proxy.pane_url("dev-a"), open_timeout=TIMEOUT) as ws:
         await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT)
@@ -205,12 +209,12 @@ async def test_stop_leaves_no_process_and_frees_the_port(farm: Farm) -> None:
 
 async def test_crashed_proxy_is_restarted_on_the_same_port(proxy: StreamProxy) -> None:
     port = proxy.port
-    first = _proxy_pid()
+    first = _proxy_pid(proxy)
     os.kill(first, signal.SIGKILL)
     # A URL issued now waits in the listener's backlog until the restart serves it.
     url = proxy.pane_url("dev-a")
     deadline = time.monotonic() + TIMEOUT
-    while not proxy.running or _proxy_pids() in ([], [first]):
+    while not proxy.running or _proxy_pids(proxy) in ([], [first]):
         assert time.monotonic() < deadline, "the proxy was not restarted"
         await asyncio.sleep(0.05)
     assert proxy.port == port
