@@ -36,11 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from backend.config import Settings
 from backend.hub.tokens import load_or_create_secret
 from backend.stream import StreamProxy
+from tests.rfb import WebSocketStream
 from tests.xvnc import start_xvnc
 
 DEVICE = "bench-1"
@@ -71,24 +72,6 @@ class Result:
 
     def latency_ms(self, quantile: float) -> float:
         return statistics.quantiles(self.latencies, n=100)[int(quantile * 100) - 1] * 1000
-
-
-class WebSocketBytes:
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._buffer = bytearray()
-
-    async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            frame = await self._ws.recv()
-            assert isinstance(frame, bytes)
-            self._buffer += frame
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
-
-    async def write(self, data: bytes) -> None:
-        await self._ws.send(data)
 
 
 async def handshake(read: ReadExactly, write: Write) -> tuple[int, int, int]:
@@ -159,7 +142,7 @@ async def direct(vnc_socket: Path, seconds: float, small: bool) -> Result:
 
 async def proxied(proxy: StreamProxy, seconds: float, small: bool) -> Result:
     async with connect(proxy.pane_url(DEVICE), max_size=None, compression=None) as ws:
-        stream = WebSocketBytes(ws)
+        stream = WebSocketStream(ws)
         return await measure(stream.read_exactly, stream.write, seconds, small)
 
 
@@ -180,7 +163,7 @@ def report(name: str, via_direct: Result, via_proxy: Result) -> None:
 async def pane_client(url: str, seconds: float) -> None:
     """The streaming client of the loop-lag run, in its own process: prints MB/s."""
     async with connect(url, max_size=None, compression=None) as ws:
-        stream = WebSocketBytes(ws)
+        stream = WebSocketStream(ws)
         result = await measure(stream.read_exactly, stream.write, seconds, small=False)
     print(f"{result.mb_per_s:.1f}")
 
