@@ -215,7 +215,7 @@ async def main(jobs: int, latency_jobs: int) -> None:
             flush=True,
         )
         theirs_rate = await procrastinate_throughput(theirs, min(jobs, 5000))
-        for label, prefetch in (("per free slot", 0), ("batch mode, prefetch 60", 60)):
+        for label, prefetch in (("per free slot", 0), ("batch mode, prefetch 250", 250)):
             rate = await corral_throughput(ours, jobs, prefetch)
             print(
                 f"throughput, {CONCURRENCY} worker tasks, {label}: corral {rate:,.0f} jobs/s "
