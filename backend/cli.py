@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -124,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command in (None, "ui"):
+        if not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+            print(
+                "corral: no display (DISPLAY is not set): the control room needs a graphical session.\n"
+                "        Run it from your desktop, or use the commands, e.g. `corral devices`, `corral --help`.",
+                file=sys.stderr,
+            )
+            return 1
         from app.main import run  # the UI is optional for headless use
 
         return int(run(Settings()))

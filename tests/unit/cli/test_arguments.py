@@ -38,3 +38,10 @@ def test_help_teaches_with_examples(capsys) -> None:
 def test_good_arguments_parse() -> None:
     args = build_parser().parse_args(["provision", "--kind", "browser", "--count", "4", "--wait"])
     assert (args.kind, args.count, args.wait) == ("browser", 4, True)
+
+
+def test_ui_without_a_display_explains_instead_of_crashing(monkeypatch, capsys) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["ui"]) == 1
+    assert "no display" in capsys.readouterr().err
