@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
             print(
                 "corral: no display (DISPLAY is not set): the control room needs a graphical session.\n"
-                "        Run it from your desktop, or use the commands, e.g. `corral devices`, `corral --help`.",
+                "        Run it from your desktop, or use the commands: `corral devices`, `corral --help`.",
                 file=sys.stderr,
             )
             return 1
