@@ -1,7 +1,9 @@
 """What the window needs from the backend: the part of ``backend.api.Corral`` it uses.
 
-``Corral`` satisfies this structurally; tests pass an in-memory fake. Keeping
-the seam this narrow is what lets the whole window run without Postgres or Docker.
+``Corral`` satisfies these structurally. They document the seam (what the app
+calls, what it may raise) and let pure-logic tests of app code (e.g. the jobs
+feed's coalescing) pass a small stand-in; the window itself is tested against a
+real ``Corral``.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from backend.api import DeviceInfo, DeviceListener, Health
+from backend.api import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
 
-__all__ = ["DeviceBackend"]
+__all__ = ["Backend", "DeviceBackend", "JobBackend"]
 
 
 class DeviceBackend(Protocol):
@@ -32,3 +34,25 @@ class DeviceBackend(Protocol):
         ...
 
     async def health(self) -> Health: ...
+
+
+class JobBackend(Protocol):
+    async def jobs(self, state: str | None = None, limit: int = 500) -> list[JobInfo]:
+        """Newest first; raises CorralError (JobError) for an unknown *state*."""
+        ...
+
+    async def retry_job(self, job_id: int) -> JobInfo:
+        """Queue a failed or cancelled job again; raises CorralError otherwise."""
+        ...
+
+    async def cancel_job(self, job_id: int) -> JobInfo:
+        """Cancel a queued job, or ask a running one to stop; raises CorralError otherwise."""
+        ...
+
+    def add_jobs_listener(self, listener: JobsListener) -> Callable[[], None]:
+        """*listener()* runs on the event loop after every change to jobs; returns unsubscribe."""
+        ...
+
+
+class Backend(DeviceBackend, JobBackend, Protocol):
+    """Everything the main window uses."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QIcon, QPalette
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
 from app.paths import icon_path
@@ -93,7 +95,29 @@ QToolTip {{ background: {RAISED}; color: {TEXT}; border: 1px solid {BORDER}; pad
 QScrollBar:vertical {{ background: transparent; width: 10px; margin: 0; }}
 QScrollBar::handle:vertical {{ background: #30363d; border-radius: 4px; min-height: 24px; margin: 2px; }}
 QScrollBar::add-line, QScrollBar::sub-line {{ height: 0; width: 0; }}
+QScrollBar:horizontal {{ background: transparent; height: 10px; margin: 0; }}
+QScrollBar::handle:horizontal {{ background: #30363d; border-radius: 4px; min-width: 24px; margin: 2px; }}
+QMainWindow::separator {{ background: {BACKGROUND}; width: 6px; height: 6px; }}
+QDockWidget {{ color: {MUTED}; font-weight: 600; }}
+QDockWidget::title {{ background: {BACKGROUND}; padding: 6px 10px 2px 10px; text-align: left; }}
+QDockWidget::close-button, QDockWidget::float-button {{
+    border: none;
+    background: transparent;
+    padding: 2px;
+}}
+QDockWidget::close-button:hover, QDockWidget::float-button:hover {{ background: {RAISED}; }}
 """
+
+# Icons drawn here rather than shipped in resources/icons/ (same 24 px, 1.8 stroke style).
+_STROKE = 'fill="none" stroke="#c9d1d9" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round"'
+_INLINE_ICONS = {
+    "jobs": f'<path d="M9 6h11M9 12h11M9 18h11" {_STROKE}/>'
+    f'<path d="M3.5 6l1.2 1.2L7 4.8M3.5 12l1.2 1.2L7 10.8" {_STROKE}/>'
+    f'<circle cx="5" cy="18" r="1.4" {_STROKE}/>',
+    "retry": f'<path d="M20 12a8 8 0 1 1-2.34-5.66M20 4v4.5h-4.5" {_STROKE}/>',
+    "cancel": f'<circle cx="12" cy="12" r="8.5" {_STROKE}/><path d="M9 9l6 6M15 9l-6 6" {_STROKE}/>',
+}
+_INLINE_SIZES = (16, 24, 32, 48)
 
 
 def apply_dark_theme(app: QApplication) -> None:
@@ -128,6 +152,23 @@ def apply_dark_theme(app: QApplication) -> None:
 
 
 def icon(name: str) -> QIcon:
-    """An icon from ``resources/icons/<name>.svg`` (an empty icon if it is missing)."""
+    """An icon from ``resources/icons/<name>.svg``, else a built-in one, else an empty icon."""
     path = icon_path(name)
-    return QIcon(str(path)) if path.is_file() else QIcon()
+    if path.is_file():
+        return QIcon(str(path))
+    body = _INLINE_ICONS.get(name)
+    return _svg_icon(body) if body is not None else QIcon()
+
+
+def _svg_icon(body: str) -> QIcon:
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="24" height="24" viewBox="0 0 24 24">{body}</svg>'
+    renderer = QSvgRenderer(QByteArray(svg.encode()))
+    result = QIcon()
+    for size in _INLINE_SIZES:
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        renderer.render(painter)
+        painter.end()
+        result.addPixmap(pixmap)
+    return result

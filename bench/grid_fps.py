@@ -1,12 +1,26 @@
 """Live grid benchmark: real frames per pane, CPU and memory of the app tree.
 
     DISPLAY=:99 .venv/bin/python bench/grid_fps.py [--panes 4 16] [--seconds 20]
+        [--source containers|xvnc]
 
-Sources: one host TigerVNC ``Xvnc`` display per pane (default 320x240), each
-running Chromium with an animated page: shapes moved by requestAnimationFrame,
-paced to ``--source-fps``, plus a frame counter drawn as text and as a 16-bit
-barcode along the top edge. Streams go through the real stream proxy
-(``backend.stream.StreamProxy``), the way the app gets them.
+Sources (``--source``):
+
+- ``containers`` (default): real browser devices, provisioned through
+  ``backend.api.Corral`` (a host Corral on a throw-away embedded Postgres, run
+  on its own thread and loop, network ``none``) with ``CORRAL_ANIMATE=1`` and
+  ``CORRAL_SCREEN=<--size>x24`` (default 480x360). The device's start page then
+  animates with requestAnimationFrame, unpaced, and draws each frame's number
+  as 16 cells of 16x16 px at the top-left (white = bit set, lowest bit first).
+  Streams come from ``Corral.pane_url``: the real stream proxy to each
+  device's ``vnc.sock``. ``--device-page paced`` shows the xvnc path's paced
+  page instead (``CORRAL_START_URL``), for a like-for-like comparison.
+  Devices run with ``CORRAL_DEVICE_CPUS``
+  (``--device-cpus``, default 1.0) and, with ``--device-shares``, a lower
+  CPU weight (``docker update --cpu-shares``; see the note it prints).
+- ``xvnc``: one host TigerVNC ``Xvnc`` display per pane (default 320x240),
+  each running Chromium with the bench's own animated page, paced to
+  ``--source-fps``, with the frame number as a 16-bit barcode along the top
+  edge, behind the real stream proxy (``backend.stream.StreamProxy``).
 
 What is counted:
 
@@ -23,10 +37,11 @@ What is counted:
   (``GridView.set_frame_stats``) runs too, as a cross-check (it costs CPU, so
   it is off for the CPU figure). Results come back over QWebChannel.
 - **CPU**: utime+stime of the app process tree (this process, its
-  QtWebEngineProcess children and the stream proxy; not the sources, not the
-  direct counter) over the window, in % of one core, with a per-thread/process
-  breakdown; the whole machine's busy % and load average for context (on a
-  shared box other work shows up there).
+  QtWebEngineProcess children and the stream proxy; with containers also the
+  backend's thread and the embedded Postgres, as in the app; not the sources,
+  not the direct counter) over the window, in % of one core, with a
+  per-thread/process breakdown; the whole machine's busy % and load average
+  for context (on a shared box other work shows up there).
 - **memory**: PSS (``/proc/<pid>/smaps_rollup``) summed over the app tree, with
   the grid page loaded but empty, and with all panes; per pane = the increase
   divided by the panes.
@@ -47,15 +62,19 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+import urllib.parse
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,8 +88,11 @@ from app.widgets.grid_view import DEFAULT_COMPRESSION, DEFAULT_QUALITY  # noqa: 
 
 BARCODE_BITS = 16
 BARCODE_HEIGHT = 16
+DEVICE_CELL = 16
+"""The device start page's barcode: 16 cells of 16x16 px from the top-left corner."""
 TARGETS = {4: 28.0, 16: 25.0}
 TARGET_MB_PER_PANE = 40.0
+T = TypeVar("T")
 
 
 # -- the animated source page ------------------------------------------------------
@@ -128,7 +150,10 @@ def decode_barcode(row: bytes, width: int, bytes_per_pixel: int = 4, green_offse
 
 
 async def _direct_count(socket_path: Path, seconds: float, width: int) -> float:
-    """Distinct barcode values per second seen by a raw-encoding RFB 3.8 client."""
+    """Distinct barcode values per second seen by a raw-encoding RFB 3.8 client.
+
+    *width* is the barcode's width in pixels (16 cells from x = 0).
+    """
     reader, writer = await asyncio.open_unix_connection(str(socket_path))
     try:
         await reader.readexactly(12)
@@ -204,6 +229,189 @@ async def _direct_count(socket_path: Path, seconds: float, width: int) -> float:
 async def direct_fps(sockets: dict[str, Path], seconds: float, width: int) -> dict[str, float]:
     results = await asyncio.gather(*(_direct_count(path, seconds, width) for path in sockets.values()))
     return dict(zip(sockets, results, strict=True))
+
+
+# -- where the panes' streams come from ------------------------------------------------
+
+
+@dataclass
+class Source:
+    """One streaming device: its id (for pane URLs), VNC socket and host processes (if any)."""
+
+    device_id: str
+    socket_path: Path
+    pids: list[int] = field(default_factory=list)
+
+
+class Sources(Protocol):
+    kind: str
+    barcode_width: int
+    """Pixels from x = 0 that hold the 16-bit frame counter."""
+    animating_fps: float
+    """Direct-client fps from which the sources count as animating."""
+
+    def start(self, count: int, args: argparse.Namespace) -> list[Source]: ...
+
+    def pane_url(self, device_id: str) -> str: ...
+
+    def stop_sources(self, sources: list[Source]) -> None: ...
+
+    def describe(self, args: argparse.Namespace) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class XvncSources:
+    """Host Xvnc + Chromium displays with the bench's paced page (``tests.gui.farm``)."""
+
+    kind = "xvnc"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from tests.gui.farm import StreamFarm
+
+        self._farm = StreamFarm().start()
+        self.barcode_width = args.size[0]
+        self.animating_fps = args.source_fps / 2
+
+    def start(self, count: int, args: argparse.Namespace) -> list[Source]:
+        width, height = args.size
+        page = animated_page(width, height, args.source_fps)
+        ids = [f"src-{i:02d}" for i in range(count)]
+        started = self._farm.add_many(dict.fromkeys(ids, page), width, height, args.source_nice)
+        return [Source(s.device_id, s.socket_path, list(s.pids)) for s in started]
+
+    def pane_url(self, device_id: str) -> str:
+        return self._farm.pane_url(device_id)
+
+    def stop_sources(self, sources: list[Source]) -> None:
+        for source in sources:
+            self._farm.remove(source.device_id)
+
+    def describe(self, args: argparse.Namespace) -> str:
+        width, height = args.size
+        return f"host Xvnc {width}x{height} + Chromium @ {args.source_fps:g} fps, nice {args.source_nice}"
+
+    def close(self) -> None:
+        self._farm.stop()
+
+
+class ContainerSources:
+    """Real browser devices provisioned through ``Corral``, which runs on its own thread and loop.
+
+    The Corral is a host on a fresh embedded Postgres in a temporary directory
+    (removed with everything else by ``close``); devices get network ``none``.
+    """
+
+    kind = "containers"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from backend.api import Corral, Settings
+
+        self._paced = args.device_page == "paced"
+        self.barcode_width = args.size[0] if self._paced else BARCODE_BITS * DEVICE_CELL
+        self.animating_fps = args.source_fps / 2 if self._paced else 5.0
+        # Short: unix socket paths must stay under 108 bytes.
+        self._root = Path(tempfile.mkdtemp(prefix="cgb-", dir="/tmp"))
+        os.chmod(self._root, 0o711)
+        self.settings = Settings(
+            data_dir=self._root / "data",
+            runtime_dir=self._root / "run",
+            device_network="none",
+            device_cpus=args.device_cpus,
+            job_concurrency=8,
+            boot_timeout=180.0,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="corral-backend", daemon=True)
+        self._thread.start()
+        self._shares = args.device_shares
+        try:
+            self.corral = self._run(Corral.start(self.settings, role="host"), timeout=120)
+            self._run(self.corral.runtime.ensure_image("browser"), timeout=1800)
+        except BaseException:
+            self._close_loop()
+            raise
+
+    def start(self, count: int, args: argparse.Namespace) -> list[Source]:
+        width, height = args.size
+        env = {"CORRAL_ANIMATE": "1", "CORRAL_SCREEN": f"{width}x{height}x24"}
+        if self._paced:
+            page = animated_page(width, height, args.source_fps)
+            env["CORRAL_START_URL"] = "data:text/html;charset=utf-8," + urllib.parse.quote(page)
+        devices = self._run(self.corral.provision("browser", count, env=env))
+        ids = [device.id for device in devices]
+        final = self._run(self.corral.wait_for(ids, {"ready"}, timeout=300), timeout=330)
+        failed = {d.name: d.reason for d in final if d.state != "ready"}
+        if failed:
+            raise RuntimeError(f"devices did not come up: {failed}")
+        if self._shares:
+            self._set_cpu_shares(ids, self._shares)
+        return [Source(i, self.settings.device_dir(i) / "vnc.sock") for i in ids]
+
+    def pane_url(self, device_id: str) -> str:
+        return self.corral.pane_url(device_id)
+
+    def stop_sources(self, sources: list[Source]) -> None:
+        ids = [source.device_id for source in sources]
+        self._run(self.corral.remove(ids))
+        self._run(self.corral.wait_for(ids, {"removed"}, timeout=120), timeout=150)
+
+    def describe(self, args: argparse.Namespace) -> str:
+        width, height = args.size
+        shares = f", cpu-shares {self._shares}" if self._shares else ""
+        page = f"the bench's page @ {args.source_fps:g} fps" if self._paced else "CORRAL_ANIMATE=1 start page"
+        return (
+            f"browser devices (containers, CORRAL_SCREEN={width}x{height}x24, {page}, "
+            f"{args.device_cpus:g} CPU each{shares})"
+        )
+
+    def close(self) -> None:
+        try:
+            leftover = [d.id for d in self._run(self.corral.devices())]
+            if leftover:
+                self._run(self.corral.remove(leftover))
+                self._run(self.corral.wait_for(leftover, {"removed"}, timeout=120), timeout=150)
+        finally:
+            try:
+                self._run(self.corral.stop())
+            finally:
+                self._close_loop()
+
+    def _set_cpu_shares(self, device_ids: list[str], shares: int) -> None:
+        import docker
+
+        client = docker.from_env()
+        try:
+            for device_id in device_ids:
+                for container in client.containers.list(filters={"label": f"corral.device={device_id}"}):
+                    container.update(cpu_shares=shares)
+        finally:
+            client.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _close_loop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop.close()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+
+def cpu_weight_note() -> str:
+    """Where the devices' CPU weight stands against the app's, on this host."""
+    own = Path("/proc/self/cgroup").read_text().splitlines()
+    cpu_line = next((line for line in own if ":cpu:" in line or ":cpu," in line), "")
+    docker_shares = Path("/sys/fs/cgroup/cpu/docker/cpu.shares")
+    if cpu_line and docker_shares.exists():
+        return (
+            f"cgroup v1: the app runs in cpu cgroup '{cpu_line.rsplit(':', 1)[1]}', the devices in "
+            f"'/docker/<id>' under /docker (cpu.shares {docker_shares.read_text().strip()}): all devices "
+            "together weigh as much as one busy nice-0 app thread; --device-shares only shifts weight "
+            "between containers"
+        )
+    return "cgroup v2: device weights (--device-shares) count against their siblings in the docker slice"
 
 
 # -- process tree accounting ----------------------------------------------------------
@@ -372,39 +580,37 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_once(farm: Any, panes: int, seconds: float, args: argparse.Namespace) -> RunResult:
+def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Namespace) -> RunResult:
     from app.widgets.grid_view import GridView
 
-    width, height = args.size
+    barcode = provider.barcode_width
     columns = {1: 1, 4: 2, 9: 3, 16: 4}.get(panes, 4)
     source_count = min(panes, args.sources or panes)
     ids = [f"bench-{i:02d}" for i in range(panes)]
-    source_ids = [f"src-{i:02d}" for i in range(source_count)]
-    source_of = {pane: source_ids[i % source_count] for i, pane in enumerate(ids)}
-    page = animated_page(width, height, args.source_fps)
     print(
-        f"\n== {panes} panes ({columns}x{columns}) on {source_count} sources "
-        f"({width}x{height} Chromium @ {args.source_fps:g} fps, nice {args.source_nice}); "
+        f"\n== {panes} panes ({columns}x{columns}) on {source_count} {provider.describe(args)}; "
         f"quality {args.quality}, compression {args.compression}; load average {_loadavg()} =="
     )
     started = time.monotonic()
-    sources = farm.add_many(dict.fromkeys(source_ids, page), width, height, args.source_nice)
+    sources = provider.start(source_count, args)
+    source_of = {pane: sources[i % source_count].device_id for i, pane in enumerate(ids)}
     source_pids = [pid for source in sources for pid in source.pids]
     sockets = {s.device_id: s.socket_path for s in sources}
+    print(f"sources up {time.monotonic() - started:.1f} s after the request")
     deadline = time.monotonic() + 90
-    while min(asyncio.run(direct_fps(sockets, 1.0, width)).values()) < args.source_fps / 2:
+    while min(asyncio.run(direct_fps(sockets, 1.0, barcode)).values()) < provider.animating_fps:
         if time.monotonic() > deadline:
             raise TimeoutError("the sources did not start animating within 90 s")
-    print(f"sources animating {time.monotonic() - started:.1f} s after launch; warming up")
+    print(f"sources animating {time.monotonic() - started:.1f} s after the request; warming up")
     time.sleep(args.warmup)
-    alone = asyncio.run(direct_fps(sockets, args.baseline_seconds, width))
+    alone = asyncio.run(direct_fps(sockets, args.baseline_seconds, barcode))
     print(
         f"sources alone (direct RFB client, no grid): median {statistics.median(alone.values()):.1f} fps, "
         f"min {min(alone.values()):.1f}"
     )
 
     view = GridView(quality=args.quality, compression=args.compression)
-    view.set_url_provider(lambda pane: farm.pane_url(source_of[pane]))
+    view.set_url_provider(lambda pane: provider.pane_url(source_of[pane]))
     view.resize(*args.view)
     view.set_layout(columns)
     view.show()
@@ -418,13 +624,13 @@ def run_once(farm: Any, panes: int, seconds: float, args: argparse.Namespace) ->
         view.add_pane(pane, pane, "ready")
     wait_for(lambda: all(view.is_connected(i) for i in ids), 60, "all panes to connect")
     spin(1000)
-    evaluate(view, BARCODE_PROBE % {"width": width, "bits": BARCODE_BITS, "row": BARCODE_HEIGHT // 2})
+    evaluate(view, BARCODE_PROBE % {"width": barcode, "bits": BARCODE_BITS, "row": BARCODE_HEIGHT // 2})
     spin(int(args.warmup * 1000))
 
     # The direct clients keep counting during the window: what the sources
     # delivered while the grid ran (the grid cannot show more than that).
     counter = subprocess.Popen(
-        [sys.executable, __file__, "--direct-count", str(seconds), str(width), *map(str, sockets.values())],
+        [sys.executable, __file__, "--direct-count", str(seconds), str(barcode), *map(str, sockets.values())],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -477,8 +683,7 @@ def run_once(farm: Any, panes: int, seconds: float, args: argparse.Namespace) ->
     view.close()
     view.deleteLater()
     spin(500)
-    for source_id in source_ids:
-        farm.remove(source_id)
+    provider.stop_sources(sources)
     return result
 
 
@@ -526,6 +731,13 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return f"load average {_loadavg()}"
+
+
 def _size(text: str) -> tuple[int, int]:
     width, height = text.lower().split("x")
     return int(width), int(height)
@@ -543,8 +755,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per run")
     parser.add_argument("--baseline-seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--size", type=_size, default=(320, 240), help="source screen, WxH")
-    parser.add_argument("--source-fps", type=float, default=30.0)
+    parser.add_argument(
+        "--source",
+        choices=("containers", "xvnc"),
+        default="containers",
+        help="real browser devices through Corral (default), or host Xvnc + Chromium",
+    )
+    parser.add_argument(
+        "--size", type=_size, help="source screen, WxH (default 480x360 containers, 320x240 xvnc)"
+    )
+    parser.add_argument(
+        "--source-fps",
+        type=float,
+        default=30.0,
+        help="the paced page's frame rate (xvnc, --device-page paced)",
+    )
+    parser.add_argument(
+        "--device-page",
+        choices=("start", "paced"),
+        default="start",
+        help="containers: the image's start page with CORRAL_ANIMATE=1 (unpaced requestAnimationFrame, "
+        "default), or the xvnc path's page paced to --source-fps (via CORRAL_START_URL)",
+    )
     parser.add_argument(
         "--sources",
         type=int,
@@ -554,7 +786,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="noVNC qualityLevel")
     parser.add_argument("--compression", type=int, default=DEFAULT_COMPRESSION, help="noVNC compressionLevel")
-    parser.add_argument("--source-nice", type=int, default=0, help="nice value for the sources")
+    parser.add_argument("--source-nice", type=int, default=0, help="xvnc: nice value for the sources")
+    parser.add_argument(
+        "--device-cpus", type=float, default=1.0, help="containers: CPU limit per device (CORRAL_DEVICE_CPUS)"
+    )
+    parser.add_argument(
+        "--device-shares",
+        type=int,
+        default=0,
+        help="containers: docker cpu-shares per device (default: Docker's 1024); see the printed note",
+    )
     parser.add_argument("--view", type=_size, default=(1440, 900), help="grid view size, WxH")
     parser.add_argument(
         "--page-stats",
@@ -568,20 +809,25 @@ def main(argv: list[str] | None = None) -> int:
         print("needs an X display (e.g. Xvfb :99 and DISPLAY=:99)", file=sys.stderr)
         return 2
 
+    if args.size is None:
+        args.size = (480, 360) if args.source == "containers" else (320, 240)
+
     from PySide6.QtWidgets import QApplication
 
-    from tests.gui.farm import StreamFarm
-
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    farm = StreamFarm().start()
+    print(f"load before: {_uptime()}")
+    provider: Sources = ContainerSources(args) if args.source == "containers" else XvncSources(args)
+    if args.source == "containers":
+        print(f"CPU weight: {cpu_weight_note()}")
     results = []
     try:
         for panes in args.panes:
-            result = run_once(farm, panes, args.seconds, args)
+            result = run_once(provider, panes, args.seconds, args)
             report(result)
             results.append(result)
     finally:
-        farm.stop()
+        provider.close()
+    print(f"load after: {_uptime()}")
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
     del app

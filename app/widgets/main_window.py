@@ -1,4 +1,4 @@
-"""The control room window: device sidebar, live grid, toolbar, health."""
+"""The control room window: device sidebar, live grid, jobs panel, toolbar, health."""
 
 from __future__ import annotations
 
@@ -10,17 +10,28 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.dialogs.add_devices import AddDevicesDialog
+from app.jobs_feed import JobsFeed
 from app.models.devices import LIVE_STATES, DeviceTableModel
+from app.models.jobs import JobTableModel
 from app.paths import missing_assets
-from app.ports import DeviceBackend
+from app.ports import Backend
 from app.theme import icon
 from app.widgets.grid_view import LAYOUTS, GridView
+from app.widgets.jobs_panel import JobsPanel
 from app.widgets.sidebar import Sidebar
 from app.widgets.status import DockerBanner, StatusBar
-from backend.api import CorralError, DeviceInfo, Health
+from backend.api import CorralError, DeviceInfo, Health, JobInfo
 
 __all__ = ["HEALTH_INTERVAL_MS", "MainWindow"]
 
@@ -46,13 +57,15 @@ class MainWindow(QMainWindow):
     Backend calls are coroutines scheduled on the running (qasync) loop; a failed
     call is shown to the operator, never raised into Qt. Call ``start()`` once the
     loop runs. ``closed`` is emitted after the window let go of the backend
-    (listener removed, tasks cancelled); stopping the backend is the owner's job.
+    (listeners removed, tasks cancelled); stopping the backend is the owner's job.
+    The jobs panel (a dock, toggled by the "jobs" action) lists jobs only while
+    it is shown, refreshed by the backend's job notifications.
     """
 
     closed = Signal()
     devices_loaded = Signal()
 
-    def __init__(self, backend: DeviceBackend, parent: QWidget | None = None) -> None:
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._backend = backend
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -89,6 +102,17 @@ class MainWindow(QMainWindow):
         self._splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self._splitter)
 
+        self._jobs_model = JobTableModel(self._model, self)
+        self._jobs_panel = JobsPanel(self._jobs_model)
+        self._jobs_feed = JobsFeed(self._backend, self._on_feed_jobs_listed, self._on_feed_listing_failed)
+        self._jobs_panel.set_limit(self._jobs_feed.limit)
+        self._jobs_dock = QDockWidget("Jobs", self)
+        self._jobs_dock.setObjectName("jobsDock")
+        self._jobs_dock.setWidget(self._jobs_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self._jobs_dock)
+        self.resizeDocks([self._jobs_dock], [270], Qt.Orientation.Vertical)
+        self._jobs_dock.hide()
+
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
@@ -109,6 +133,10 @@ class MainWindow(QMainWindow):
         self._grid.control_changed.connect(self._on_grid_control_changed)
         self._grid.context_menu_requested.connect(self._on_grid_context_menu_requested)
         self._banner.retry_requested.connect(self._on_banner_retry_requested)
+        self._jobs_panel.retry_requested.connect(self._on_jobs_panel_retry_requested)
+        self._jobs_panel.cancel_requested.connect(self._on_jobs_panel_cancel_requested)
+        self._jobs_panel.state_filter_changed.connect(self._on_jobs_panel_state_filter_changed)
+        self._jobs_dock.visibilityChanged.connect(self._on_jobs_dock_visibility_changed)
         self._health_timer.timeout.connect(self._on_health_timer_timeout)
         self._escape.activated.connect(self._on_escape_activated)
 
@@ -137,8 +165,17 @@ class MainWindow(QMainWindow):
     def add_devices_dialog(self) -> AddDevicesDialog | None:
         return self._dialog
 
+    def jobs_panel(self) -> JobsPanel:
+        return self._jobs_panel
+
+    def jobs_dock(self) -> QDockWidget:
+        return self._jobs_dock
+
+    def jobs_feed(self) -> JobsFeed:
+        return self._jobs_feed
+
     def action(self, name: str) -> QAction:
-        """A toolbar/menu action by name: add, remove, layout-1..4, back, control, stats, quit."""
+        """A toolbar/menu action by name: add, remove, layout-1..4, back, control, jobs, stats, quit."""
         return self._actions[name]
 
     # -- public slots ----------------------------------------------------------
@@ -148,6 +185,7 @@ class MainWindow(QMainWindow):
         """Subscribe to device changes, load the device list, start health polling."""
         self._unsubscribe = self._backend.add_listener(self._on_backend_device_changed)
         self._spawn(self._load_devices(), "Could not load devices")
+        self._jobs_feed.start()
         self._refresh_health()
         self._health_timer.start()
 
@@ -312,6 +350,32 @@ class MainWindow(QMainWindow):
     def _on_stats_action_toggled(self, on: bool) -> None:
         self._grid.set_frame_stats(on)
 
+    @Slot(list)
+    def _on_jobs_panel_retry_requested(self, job_ids: list[int]) -> None:
+        self._spawn(self._retry_jobs(list(job_ids)), "Could not retry the job")
+
+    @Slot(list)
+    def _on_jobs_panel_cancel_requested(self, job_ids: list[int]) -> None:
+        self._spawn(self._cancel_jobs(list(job_ids)), "Could not cancel the job")
+
+    @Slot(str)
+    def _on_jobs_panel_state_filter_changed(self, state: str) -> None:
+        self._jobs_feed.set_state(state or None)
+
+    @Slot(bool)
+    def _on_jobs_dock_visibility_changed(self, visible: bool) -> None:
+        self._jobs_feed.set_active(visible)
+
+    def _on_feed_jobs_listed(self, jobs: list[JobInfo]) -> None:
+        # Called by the feed on the loop.
+        self._jobs_model.reset_jobs(jobs)
+        self._jobs_panel.show_notice("")
+
+    def _on_feed_listing_failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, CorralError):
+            logger.warning("listing jobs failed", exc_info=exc)
+        self._jobs_panel.show_notice(f"Could not list jobs: {describe_error(exc)}")
+
     # -- Qt overrides ----------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -321,6 +385,7 @@ class MainWindow(QMainWindow):
             if self._unsubscribe is not None:
                 self._unsubscribe()
                 self._unsubscribe = None
+            self._jobs_feed.stop()
             for task in list(self._tasks):
                 task.cancel()
             if self._dialog is not None:
@@ -361,6 +426,21 @@ class MainWindow(QMainWindow):
     async def _remove(self, device_ids: list[str]) -> None:
         await self._backend.remove(device_ids)
         self._status.showMessage(f"Removing {len(device_ids)} device(s)…", 5000)
+
+    async def _retry_jobs(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            await self._backend.retry_job(job_id)
+        what = f"Job {job_ids[0]}" if len(job_ids) == 1 else f"{len(job_ids)} jobs"
+        self._status.showMessage(f"{what} queued again.", 5000)
+
+    async def _cancel_jobs(self, job_ids: list[int]) -> None:
+        stopping = 0
+        for job_id in job_ids:
+            job = await self._backend.cancel_job(job_id)
+            stopping += job.state == "running"
+        what = f"Job {job_ids[0]}" if len(job_ids) == 1 else f"{len(job_ids)} jobs"
+        detail = " (running jobs stop at their next checkpoint)" if stopping else ""
+        self._status.showMessage(f"{what} cancelled{detail}.", 5000)
 
     async def _poll_health(self) -> None:
         try:
@@ -412,6 +492,7 @@ class MainWindow(QMainWindow):
         return task
 
     def _show_error(self, title: str, exc: BaseException) -> None:
+        self._status.showMessage(f"{title}: {describe_error(exc)}", 10_000)
         box = QMessageBox(QMessageBox.Icon.Warning, title, describe_error(exc), parent=self)
         box.setObjectName("errorBox")
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -465,6 +546,11 @@ class MainWindow(QMainWindow):
         a["control"].setShortcut(QKeySequence("Ctrl+T"))
         a["control"].setToolTip("Send your mouse and keyboard to the shown device (Ctrl+T; Esc releases)")
         a["control"].toggled.connect(self._on_control_action_toggled)
+        a["jobs"] = self._jobs_dock.toggleViewAction()
+        a["jobs"].setIcon(icon("jobs"))
+        a["jobs"].setText("Jobs")
+        a["jobs"].setShortcut(QKeySequence("Ctrl+J"))
+        a["jobs"].setToolTip("Show the jobs panel: what provisioning and removal are doing (Ctrl+J)")
         a["stats"] = QAction("Show frame rates", self)
         a["stats"].setCheckable(True)
         a["stats"].toggled.connect(self._on_stats_action_toggled)
@@ -490,6 +576,8 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addAction(self._actions["back"])
         bar.addAction(self._actions["control"])
+        bar.addSeparator()
+        bar.addAction(self._actions["jobs"])
 
     def _build_menus(self) -> None:
         menus = self.menuBar()
@@ -505,4 +593,5 @@ class MainWindow(QMainWindow):
         view.addAction(self._actions["back"])
         view.addAction(self._actions["control"])
         view.addSeparator()
+        view.addAction(self._actions["jobs"])
         view.addAction(self._actions["stats"])

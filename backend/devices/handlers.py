@@ -18,6 +18,7 @@ from backend.devices.exceptions import DeviceError
 from backend.devices.probe import vnc_answers
 from backend.devices.states import DeviceState
 from backend.devices.store import DeviceStore
+from backend.exceptions import CorralError
 from backend.hub import Hub
 from backend.jobs.exceptions import JobCancelled
 from backend.jobs.worker import Handler, JobContext
@@ -62,7 +63,7 @@ class DeviceHandlers:
         try:
             await self._provision(job, device_id, device.kind, device.name)
         except JobCancelled:
-            await self._cleanup(device_id)
+            await self._cleanup_best_effort(device_id)
             current = await self._store.get(device_id)
             # A removal cancels its device's provision and takes over from there.
             if current.state in (S.PROVISIONING, S.BOOTING):
@@ -70,7 +71,7 @@ class DeviceHandlers:
             raise
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
-            await self._cleanup(device_id)
+            await self._cleanup_best_effort(device_id)
             if job.is_last_attempt:
                 await self._store.transition(device_id, S.FAILED, reason=reason)
             else:
@@ -142,6 +143,19 @@ class DeviceHandlers:
         await job.progress(0.3, "removing container")
         await self._cleanup(device_id)
         await self._store.transition(device_id, S.REMOVED)
+
+    async def _cleanup_best_effort(self, device_id: str) -> None:
+        """Clean up after a failed attempt without hiding why it failed.
+
+        If Docker itself is the problem, cleaning up fails the same way; the
+        device must still reach a state the operator can read, and the reconciler
+        removes a leftover container once Docker answers again.
+        """
+        try:
+            await self._cleanup(device_id)
+        except CorralError as exc:
+            log.warning("cleaning up device %s failed: %s", device_id, exc)
+            await self._store.add_event(device_id, "cleanup", f"cleanup failed: {exc}")
 
     async def _cleanup(self, device_id: str) -> None:
         """Remove what a device had on this host: container, hub socket, runtime dir."""

@@ -1,7 +1,8 @@
 """Make Docker and the database agree, at start and every few seconds.
 
-- A container labelled ``corral.device`` whose device is unknown or removed is an
-  orphan (left by a crash between steps): it is removed.
+- A container labelled ``corral.device`` whose device is unknown, removed or
+  failed (and no job is on it) is a leftover of a crash or of a clean-up that
+  failed: it is removed.
 - A device that should be up (``ready``/``busy``/``booting``) with no open job and
   no running container lost it (the container died, or dockerd restarted): it goes
   ``failed`` with the reason, and a provision job is queued to recover it. The
@@ -89,10 +90,12 @@ class Reconciler:
 
         for device_id in instances.keys() - attended:
             device = devices.get(device_id)
-            if device is None or device.state == S.REMOVED:
+            # A failed device keeps no container (its last attempt could not clean
+            # up, e.g. while Docker was down); a removed or unknown one never does.
+            if device is None or device.state in (S.REMOVED, S.FAILED):
                 await self._runtime.remove(device_id)
                 if device is not None:
-                    await self._store.add_event(device_id, "reconcile", "orphan container removed")
+                    await self._store.add_event(device_id, "reconcile", "leftover container removed")
                 report.orphans_removed.append(device_id)
 
         now = datetime.now(UTC)

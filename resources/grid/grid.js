@@ -303,11 +303,13 @@ function addPane(id, name, state, url) {
     pane = new Pane(id);
     panes.set(id, pane);
     pane.update(name, state);
-    // Panes stay in name order ("browser-2" before "browser-10"), whatever order they came in.
-    const after = [...panes.values()].find(
-      (other) => other !== pane && collator.compare(other.nameEl.textContent, name) > 0,
-    );
-    grid.insertBefore(pane.el, after ? after.el : null);
+    // Panes stay in name order ("browser-2" before "browser-10"), whatever order they came in:
+    // the grid is sorted, so the new pane goes before the first (in the grid) with a later name.
+    const after = [...grid.children].find((el) => {
+      const other = panes.get(el.dataset.id);
+      return other !== undefined && other !== pane && collator.compare(other.nameEl.textContent, name) > 0;
+    });
+    grid.insertBefore(pane.el, after ?? null);
   }
   pane.update(name, state);
   pane.el.classList.toggle("focused", id === focusedId);

@@ -1,12 +1,16 @@
-"""GUI test fixtures: Qt set up for software rendering, fake devices, the grid view.
+"""GUI test fixtures: Qt set up for software rendering, the grid view, a real backend.
 
-Every test here is marked ``gui``. They need an X display (Xvfb), TigerVNC's
-``Xvnc`` and Chromium; without them the tests are skipped, not failed.
+Every test here is marked ``gui``. They need an X display (Xvfb); the grid view
+tests need TigerVNC's ``Xvnc`` and Chromium on the host (sources behind the real
+stream proxy), and the window tests need a Docker daemon with the browser device
+image (a real ``Corral``: embedded Postgres, real containers). Without them the
+tests are skipped, not failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -21,7 +25,8 @@ configure_qt_environment()
 # QtWebEngine must be imported before pytest-qt creates the QApplication.
 from PySide6.QtWebEngineWidgets import QWebEngineView  # noqa: E402, F401
 
-from tests.gui.helpers import dispose_widget  # noqa: E402
+from backend.api import Corral, Settings  # noqa: E402
+from tests.gui.helpers import dispose_widget, run_async  # noqa: E402
 from tests.xvnc import CHROMIUM, XVNC, XvncSource, colour_page  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
@@ -108,3 +113,81 @@ def qt_loop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
     loop.close()
+    # Delete the loop's QObjects now, on this (the Qt) thread. Left to the garbage
+    # collector they may die on another thread (GC runs wherever Python allocates,
+    # e.g. in an executor thread making a Docker call), where Qt cannot unregister
+    # their pending timers ("Timers cannot be stopped from another thread"), which
+    # then fire into freed memory and crash a later test.
+    import shiboken6
+
+    for qobject in (loop._timer, loop._QEventLoop__call_soon_signaller):  # type: ignore[attr-defined]
+        if shiboken6.isValid(qobject):
+            shiboken6.delete(qobject)
+
+
+@pytest.fixture
+def corral(
+    qtbot: Any, qt_loop: asyncio.AbstractEventLoop, settings: Settings, docker_available: None
+) -> Iterator[Corral]:
+    """A real host ``Corral`` on the test's database, running on the Qt loop.
+
+    Devices still there at the end are removed (and waited for) before it stops.
+    """
+    instance = run_async(qtbot, Corral.start(settings, role="host"), timeout=60_000)
+    try:
+        yield instance
+    finally:
+        run_async(qtbot, _remove_all_and_stop(instance), timeout=120_000)
+
+
+async def _remove_all_and_stop(instance: Corral) -> None:
+    try:
+        ids = [device.id for device in await instance.devices()]
+        if ids:
+            await instance.remove(ids)
+            await instance.wait_for(ids, {"removed"}, timeout=90)
+    finally:
+        await instance.stop()
+
+
+@pytest.fixture
+def window(qtbot: Any, corral: Corral) -> Iterator[Any]:
+    """The main window on the real backend, in the app's theme: shown, grid page loaded, started."""
+    with dark_theme(), open_window(qtbot, corral) as win:
+        yield win
+
+
+@contextlib.contextmanager
+def dark_theme() -> Iterator[None]:
+    """The app's look (what ``app.main.run`` applies) for the duration; restored after."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_dark_theme
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    style, palette, sheet = app.style().name(), app.palette(), app.styleSheet()
+    apply_dark_theme(app)
+    try:
+        yield
+    finally:
+        app.setStyleSheet(sheet)
+        app.setPalette(palette)
+        app.setStyle(style)
+
+
+@contextlib.contextmanager
+def open_window(qtbot: Any, backend: Any) -> Iterator[Any]:
+    """``MainWindow(backend)`` at 1440x900, shown, its grid page loaded, started; disposed after."""
+    from app.widgets.main_window import MainWindow
+
+    win = MainWindow(backend)
+    try:
+        win.resize(1440, 900)
+        win.show()
+        qtbot.waitUntil(win.grid().is_ready, timeout=15_000)
+        with qtbot.waitSignal(win.devices_loaded, timeout=15_000):
+            win.start()
+        yield win
+    finally:
+        dispose_widget(qtbot, win)

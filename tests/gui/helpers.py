@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "grab",
     "hex_colour",
     "run_async",
+    "save_screenshot",
 ]
 
 Colour = tuple[int, int, int]
@@ -54,6 +57,8 @@ def canvas_rects(qtbot: Any, view: Any) -> dict[str, tuple[int, int, int, int]]:
 def dominant_colour(image: Any, rect: tuple[int, int, int, int], step: int = 6) -> Colour:
     """The most common colour (quantised to 8 levels) in *rect* of a QImage, as its mean."""
     x0, y0, width, height = rect
+    # A canvas may overhang the image for a moment while the page re-lays out.
+    width, height = min(width, image.width() - x0), min(height, image.height() - y0)
     buckets: Counter[tuple[int, int, int]] = Counter()
     sums: dict[tuple[int, int, int], list[int]] = {}
     for y in range(y0 + 2, y0 + height - 2, step):
@@ -95,3 +100,15 @@ def dispose_widget(qtbot: Any, widget: Any) -> None:
     qtbot.wait(10)
     if shiboken6.isValid(widget):
         shiboken6.delete(widget)
+
+
+def save_screenshot(widget: Any, directory: Path, name: str) -> Path:
+    """Grab *widget* into *directory*/*name*; also into ``$CORRAL_TEST_SCREENSHOTS`` when set."""
+    image = widget.grab().toImage()
+    path = directory / name
+    image.save(str(path))
+    extra = os.environ.get("CORRAL_TEST_SCREENSHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        image.save(str(Path(extra) / name))
+    return path

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from PySide6.QtCore import Qt
 
 from app.models.devices import DEVICE_ROLE, Column, DeviceTableModel, format_age
-from tests.gui.fakes import device
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+from tests.gui.snapshots import T0, device
 
 
 @pytest.fixture

@@ -214,3 +214,18 @@ def test_photo_like_content_arrives_as_jpeg_and_renders(qtbot, grid_view, xvnc_s
     qtbot.waitUntil(noisy, timeout=20_000)
     assert evaluate(qtbot, grid_view, "corralGrid.jpegRects()") > 0
     assert "undecodable" not in caplog.text
+
+
+def test_panes_stay_in_name_order_whatever_order_they_come_in(qtbot, grid_view):
+    for n in (3, 2, 10, 1, 4):
+        grid_view.add_pane(f"dev-{n}", f"browser-{n}", "ready")
+
+    script = "[...document.querySelectorAll('#grid .pane .name')].map((el) => el.textContent)"
+    qtbot.waitUntil(lambda: len(evaluate(qtbot, grid_view, script)) == 5)
+    assert evaluate(qtbot, grid_view, script) == [
+        "browser-1",
+        "browser-2",
+        "browser-3",
+        "browser-4",
+        "browser-10",
+    ]
