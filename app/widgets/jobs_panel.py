@@ -14,7 +14,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -42,6 +42,7 @@ from app.models.jobs import (
     job_for_index,
 )
 from app.theme import icon
+from app.widgets.state_dot import StateDotDelegate
 from backend.api import JOB_STATES, JobInfo
 
 __all__ = ["ALL_STATES", "JobsPanel"]
@@ -63,27 +64,9 @@ _TRACK = QColor("#0f1216")
 _TRACK_BORDER = QColor("#2a3038")
 
 
-class _StateDelegate(QStyledItemDelegate):
-    """Draws a coloured dot before the state name."""
-
-    def initStyleOption(
-        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
-    ) -> None:
-        super().initStyleOption(option, index)
-        job = job_for_index(index)
-        if job is None:
-            return
-        pixmap = QPixmap(10, 10)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(JOB_STATE_COLOURS.get(job.state, "#8b949e")))
-        painter.drawEllipse(1, 1, 8, 8)
-        painter.end()
-        option.icon = pixmap  # type: ignore[assignment]
-        option.features |= QStyleOptionViewItem.ViewItemFeature.HasDecoration
-        option.decorationSize = pixmap.size()
+def _state_colour(index: QModelIndex | QPersistentModelIndex) -> str | None:
+    item = job_for_index(index)
+    return None if item is None else JOB_STATE_COLOURS.get(item.state, "#8b949e")
 
 
 class _ProgressDelegate(QStyledItemDelegate):
@@ -182,7 +165,7 @@ class JobsPanel(QWidget):
         self._table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self._table.verticalHeader().hide()
         self._table.verticalHeader().setDefaultSectionSize(26)
-        self._table.setItemDelegateForColumn(JobColumn.STATE, _StateDelegate(self._table))
+        self._table.setItemDelegateForColumn(JobColumn.STATE, StateDotDelegate(_state_colour, self._table))
         self._table.setItemDelegateForColumn(JobColumn.PROGRESS, _ProgressDelegate(self._table))
         header = self._table.horizontalHeader()
         header.setHighlightSections(False)

@@ -13,7 +13,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAction, QColor, QKeySequence, QPainter, QPixmap
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -21,8 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -37,6 +35,7 @@ from app.models.devices import (
     device_for_index,
 )
 from app.theme import icon
+from app.widgets.state_dot import StateDotDelegate
 
 __all__ = ["DeviceFilterModel", "Sidebar"]
 
@@ -62,27 +61,9 @@ class DeviceFilterModel(QSortFilterProxyModel):
         return False
 
 
-class _StateDelegate(QStyledItemDelegate):
-    """Draws a coloured dot before the state name."""
-
-    def initStyleOption(
-        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
-    ) -> None:
-        super().initStyleOption(option, index)
-        device = device_for_index(index)
-        if device is None:
-            return
-        pixmap = QPixmap(10, 10)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(STATE_COLOURS.get(device.state, "#8b949e")))
-        painter.drawEllipse(1, 1, 8, 8)
-        painter.end()
-        option.icon = pixmap  # type: ignore[assignment]
-        option.features |= QStyleOptionViewItem.ViewItemFeature.HasDecoration
-        option.decorationSize = pixmap.size()
+def _state_colour(index: QModelIndex | QPersistentModelIndex) -> str | None:
+    item = device_for_index(index)
+    return None if item is None else STATE_COLOURS.get(item.state, "#8b949e")
 
 
 class Sidebar(QWidget):
@@ -120,7 +101,7 @@ class Sidebar(QWidget):
         self._table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self._table.verticalHeader().hide()
         self._table.verticalHeader().setDefaultSectionSize(26)
-        self._table.setItemDelegateForColumn(Column.STATE, _StateDelegate(self._table))
+        self._table.setItemDelegateForColumn(Column.STATE, StateDotDelegate(_state_colour, self._table))
         self._table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header = self._table.horizontalHeader()
         header.setHighlightSections(False)
