@@ -56,7 +56,9 @@ class DeviceHandlers:
     async def provision(self, job: JobContext) -> None:
         device_id = _device_id(job)
         device = await self._store.get(device_id)
-        if device.state in (S.REMOVED, S.STOPPING):
+        # A rerun after the device came up (its worker died before recording
+        # success) has nothing left to do; a lost container is the reconciler's.
+        if device.state in (S.REMOVED, S.STOPPING, S.READY, S.BUSY):
             return
         if device.state not in (S.PROVISIONING, S.BOOTING):
             await self._store.transition(device_id, S.PROVISIONING, message=f"attempt {job.attempt}")
