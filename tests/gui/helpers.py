@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +112,25 @@ def save_screenshot(widget: Any, directory: Path, name: str) -> Path:
         Path(extra).mkdir(parents=True, exist_ok=True)
         image.save(str(Path(extra) / name))
     return path
+
+
+def wait_for_colours(
+    qtbot: Any,
+    pane_colours: Callable[[], dict[str, Colour]],
+    expected: dict[str, str],
+    timeout: int = 20_000,
+) -> None:
+    """Wait until ``pane_colours()`` shows exactly the *expected* panes in their colours."""
+    seen: dict[str, Colour] = {}
+
+    def shown() -> bool:
+        seen.clear()
+        seen.update(pane_colours())
+        return set(seen) == set(expected) and all(
+            close_to(seen[pane_id], hex_colour(colour)) for pane_id, colour in expected.items()
+        )
+
+    try:
+        qtbot.waitUntil(shown, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"panes show {seen}, expected {expected}") from None

@@ -13,6 +13,7 @@ from tests.gui.helpers import (
     evaluate,
     grab,
     hex_colour,
+    wait_for_colours,
 )
 
 DOUBLE_CLICK = """
@@ -30,19 +31,7 @@ def _pane_colours(qtbot: Any, view: Any) -> dict[str, tuple[int, int, int]]:
 
 
 def _wait_for_colours(qtbot: Any, view: Any, expected: dict[str, str], timeout: int = 20_000) -> None:
-    seen: dict[str, tuple[int, int, int]] = {}
-
-    def shown() -> bool:
-        seen.clear()
-        seen.update(_pane_colours(qtbot, view))
-        return set(seen) == set(expected) and all(
-            close_to(seen[pane_id], hex_colour(colour)) for pane_id, colour in expected.items()
-        )
-
-    try:
-        qtbot.waitUntil(shown, timeout=timeout)
-    except AssertionError:
-        raise AssertionError(f"panes show {seen}, expected {expected}") from None
+    wait_for_colours(qtbot, lambda: _pane_colours(qtbot, view), expected, timeout)
 
 
 def _add_all(view: Any, colours: dict[str, str]) -> None:

@@ -18,9 +18,9 @@ from tests.gui.helpers import (
     close_to,
     dominant_colour,
     evaluate,
-    hex_colour,
     run_async,
     save_screenshot,
+    wait_for_colours,
 )
 
 pytestmark = pytest.mark.docker
@@ -65,19 +65,7 @@ def _pane_colours(qtbot: Any, window: Any) -> dict[str, tuple[int, int, int]]:
 
 
 def _wait_for_colours(qtbot: Any, window: Any, expected: dict[str, str], timeout: int = 30_000) -> None:
-    seen: dict[str, tuple[int, int, int]] = {}
-
-    def shown() -> bool:
-        seen.clear()
-        seen.update(_pane_colours(qtbot, window))
-        return set(seen) == set(expected) and all(
-            close_to(seen[pane_id], hex_colour(colour)) for pane_id, colour in expected.items()
-        )
-
-    try:
-        qtbot.waitUntil(shown, timeout=timeout)
-    except AssertionError:
-        raise AssertionError(f"panes show {seen}, expected {expected}") from None
+    wait_for_colours(qtbot, lambda: _pane_colours(qtbot, window), expected, timeout)
 
 
 def _wait_until_ready(qtbot: Any, window: Any, device_ids: list[str]) -> None:
