@@ -9,8 +9,10 @@ Sources (``--source``):
   ``backend.api.Corral`` (a host Corral on a throw-away embedded Postgres, run
   on its own thread and loop, network ``none``) with ``CORRAL_ANIMATE=1`` and
   ``CORRAL_SCREEN=<--size>x24`` (default 480x360). The device's start page then
-  animates with requestAnimationFrame, unpaced, and draws each frame's number
-  as 16 cells of 16x16 px at the top-left (white = bit set, lowest bit first).
+  animates at ``--source-fps`` (``CORRAL_ANIMATE_FPS``, default 30): balls
+  bouncing over the page, only what moved repainted, as on a live app screen,
+  and each frame's number as 16 cells of 16x16 px at the top-left (white = bit
+  set, lowest bit first).
   Streams come from ``Corral.pane_url``: the real stream proxy to each
   device's ``vnc.sock``. ``--device-page paced`` shows the xvnc path's paced
   page instead (``CORRAL_START_URL``), for a like-for-like comparison.
@@ -309,7 +311,7 @@ class ContainerSources:
 
         self._paced = args.device_page == "paced"
         self.barcode_width = args.size[0] if self._paced else BARCODE_BITS * DEVICE_CELL
-        self.animating_fps = args.source_fps / 2 if self._paced else 5.0
+        self.animating_fps = args.source_fps / 2
         # Short: unix socket paths must stay under 108 bytes.
         self._root = Path(tempfile.mkdtemp(prefix="cgb-", dir="/tmp"))
         os.chmod(self._root, 0o711)
@@ -334,7 +336,11 @@ class ContainerSources:
 
     def start(self, count: int, args: argparse.Namespace) -> list[Source]:
         width, height = args.size
-        env = {"CORRAL_ANIMATE": "1", "CORRAL_SCREEN": f"{width}x{height}x24"}
+        env = {
+            "CORRAL_ANIMATE": "1",
+            "CORRAL_ANIMATE_FPS": f"{args.source_fps:g}",
+            "CORRAL_SCREEN": f"{width}x{height}x24",
+        }
         if self._paced:
             page = animated_page(width, height, args.source_fps)
             env["CORRAL_START_URL"] = "data:text/html;charset=utf-8," + urllib.parse.quote(page)
@@ -359,7 +365,8 @@ class ContainerSources:
     def describe(self, args: argparse.Namespace) -> str:
         width, height = args.size
         shares = f", cpu-shares {self._shares}" if self._shares else ""
-        page = f"the bench's page @ {args.source_fps:g} fps" if self._paced else "CORRAL_ANIMATE=1 start page"
+        page = "the bench's page" if self._paced else "CORRAL_ANIMATE=1 start page"
+        page += f" @ {args.source_fps:g} fps"
         return (
             f"browser devices (containers, CORRAL_SCREEN={width}x{height}x24, {page}, "
             f"{args.device_cpus:g} CPU each{shares})"
@@ -589,7 +596,8 @@ def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Names
     ids = [f"bench-{i:02d}" for i in range(panes)]
     print(
         f"\n== {panes} panes ({columns}x{columns}) on {source_count} {provider.describe(args)}; "
-        f"quality {args.quality}, compression {args.compression}; load average {_loadavg()} =="
+        f"encoding {args.encoding} (quality {args.quality}, compression {args.compression}); "
+        f"load average {_loadavg()} =="
     )
     started = time.monotonic()
     sources = provider.start(source_count, args)
@@ -609,7 +617,7 @@ def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Names
         f"min {min(alone.values()):.1f}"
     )
 
-    view = GridView(quality=args.quality, compression=args.compression)
+    view = GridView(encoding=args.encoding, quality=args.quality, compression=args.compression)
     view.set_url_provider(lambda pane: provider.pane_url(source_of[pane]))
     view.resize(*args.view)
     view.set_layout(columns)
@@ -768,14 +776,14 @@ def main(argv: list[str] | None = None) -> int:
         "--source-fps",
         type=float,
         default=30.0,
-        help="the paced page's frame rate (xvnc, --device-page paced)",
+        help="the sources' frame rate (the bench's page, or CORRAL_ANIMATE_FPS for the start page)",
     )
     parser.add_argument(
         "--device-page",
         choices=("start", "paced"),
         default="start",
-        help="containers: the image's start page with CORRAL_ANIMATE=1 (unpaced requestAnimationFrame, "
-        "default), or the xvnc path's page paced to --source-fps (via CORRAL_START_URL)",
+        help="containers: the image's start page with CORRAL_ANIMATE=1 (moving balls, default), or the "
+        "xvnc path's page, which repaints the whole screen every frame (via CORRAL_START_URL)",
     )
     parser.add_argument(
         "--sources",
@@ -784,7 +792,10 @@ def main(argv: list[str] | None = None) -> int:
         help="distinct sources per run (default: one per pane); fewer sources are shared round-robin, "
         "which keeps the grid's work the same and takes the sources' CPU out of the way",
     )
-    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="noVNC qualityLevel")
+    parser.add_argument(
+        "--encoding", choices=("raw", "tight"), default="raw", help="what the panes ask devices for first"
+    )
+    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="noVNC qualityLevel (tight)")
     parser.add_argument("--compression", type=int, default=DEFAULT_COMPRESSION, help="noVNC compressionLevel")
     parser.add_argument("--source-nice", type=int, default=0, help="xvnc: nice value for the sources")
     parser.add_argument(

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from PySide6.QtCore import QObject, QPoint, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtWebChannel import QWebChannel
@@ -27,15 +27,19 @@ from PySide6.QtWidgets import QWidget
 
 from app.paths import grid_page_path
 
-__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_QUALITY", "LAYOUTS", "GridView", "UrlProvider"]
+__all__ = ["DEFAULT_COMPRESSION", "DEFAULT_QUALITY", "LAYOUTS", "Encoding", "GridView", "UrlProvider"]
 
 logger = logging.getLogger(__name__)
 
 LAYOUTS = (1, 2, 3, 4)
 """Grid layouts as columns per row: 1, 2x2, 3x3, 4x4."""
 
+Encoding = Literal["raw", "tight"]
+"""What the panes ask devices for first: raw pixels (local streams: no encoding
+or decoding work), or Tight with JPEG (streams over a slow link)."""
+
 DEFAULT_QUALITY = 6
-"""noVNC ``qualityLevel`` (0..9): JPEG quality Xvnc uses for photo-like regions."""
+"""noVNC ``qualityLevel`` (0..9): with ``tight``, the JPEG quality Xvnc uses for photo-like regions."""
 DEFAULT_COMPRESSION = 1
 """noVNC ``compressionLevel`` (0..9): zlib effort for lossless regions; low is cheap on loopback."""
 
@@ -152,7 +156,8 @@ class _GridPage(QWebEnginePage):
 class GridView(QWebEngineView):
     """Shows live device panes in a 1/2x2/3x3/4x4 grid; one pane can fill the area.
 
-    *quality* and *compression* are the noVNC levels every pane asks Xvnc for.
+    *encoding* is what every pane asks its device for first (see ``Encoding``);
+    *quality* and *compression* are the noVNC levels that go with ``tight``.
     Call ``set_url_provider`` before adding panes. All methods return at once; the
     page catches up asynchronously (``ready`` is emitted each time it has loaded
     and received the current state).
@@ -173,6 +178,7 @@ class GridView(QWebEngineView):
         self,
         parent: QWidget | None = None,
         *,
+        encoding: Encoding = "raw",
         quality: int = DEFAULT_QUALITY,
         compression: int = DEFAULT_COMPRESSION,
     ) -> None:
@@ -219,7 +225,7 @@ class GridView(QWebEngineView):
         page.loadFinished.connect(self._on_page_load_finished)
 
         url = QUrl.fromLocalFile(str(grid_page_path()))
-        url.setQuery(f"quality={quality}&compression={compression}")
+        url.setQuery(f"encoding={encoding}&quality={quality}&compression={compression}")
         self.load(url)
 
     # -- queries ---------------------------------------------------------------

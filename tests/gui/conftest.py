@@ -83,11 +83,14 @@ def xvnc_source(stream_farm: Any) -> Iterator[Callable[..., XvncSource]]:
 
 
 @pytest.fixture
-def grid_view(qtbot: Any, stream_farm: Any) -> Iterator[Any]:
-    """A shown GridView (1280x800) whose page has loaded, streaming from the farm."""
+def grid_view(request: pytest.FixtureRequest, qtbot: Any, stream_farm: Any) -> Iterator[Any]:
+    """A shown GridView (1280x800) whose page has loaded, streaming from the farm.
+
+    Parametrize it indirectly with an encoding ("raw", the default, or "tight").
+    """
     from app.widgets.grid_view import GridView
 
-    view = GridView()
+    view = GridView(encoding=getattr(request, "param", "raw"))
     view.set_url_provider(stream_farm.pane_url)
     view.resize(1280, 800)
     view.show()

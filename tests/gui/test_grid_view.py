@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from tests.gui.helpers import (
@@ -176,8 +178,11 @@ def test_a_dropped_stream_reconnects_with_a_fresh_url(qtbot, grid_view, xvnc_sou
     assert len(urls) >= 2
 
 
-def test_photo_like_content_arrives_as_jpeg_and_renders(qtbot, grid_view, xvnc_source, caplog):
-    # Noise makes Xvnc pick JPEG, which the page decodes with ImageDecoder.
+@pytest.mark.parametrize(("grid_view", "jpeg"), [("raw", False), ("tight", True)], indirect=["grid_view"])
+def test_photo_like_content_renders_in_either_encoding(qtbot, grid_view, jpeg, xvnc_source, caplog):
+    # Raw: a 640x480 rect of 1.2 MB arrives over many WebSocket messages and is
+    # drawn in bands. Tight: noise makes Xvnc pick JPEG, which the page decodes
+    # with ImageDecoder.
     page = (
         "<body style='margin:0;cursor:none'><canvas id=c width=640 height=480></canvas><script>"
         "const x = document.getElementById('c').getContext('2d'); const d = x.createImageData(640, 480);"
@@ -193,6 +198,8 @@ def test_photo_like_content_arrives_as_jpeg_and_renders(qtbot, grid_view, xvnc_s
         if "dev-photo" not in rects:
             return False
         x, y, w, h = rects["dev-photo"]
+        if w < 20 or h < 20:
+            return False
         image = grab(grid_view)
         values = [
             image.pixelColor(x + dx, y + dy).green() for dx in range(5, w - 5, 7) for dy in range(5, h - 5, 7)
@@ -201,8 +208,37 @@ def test_photo_like_content_arrives_as_jpeg_and_renders(qtbot, grid_view, xvnc_s
         return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 > 40
 
     qtbot.waitUntil(noisy, timeout=20_000)
-    assert evaluate(qtbot, grid_view, "corralGrid.jpegRects()") > 0
+    assert (evaluate(qtbot, grid_view, "corralGrid.jpegRects()") > 0) == jpeg
     assert "undecodable" not in caplog.text
+
+
+CANVAS_GEOMETRY = """
+JSON.stringify([...document.querySelectorAll('#grid .pane canvas')].map((canvas) => {
+  const box = canvas.getBoundingClientRect();
+  return [canvas.width, canvas.height, box.x, box.y, box.width, box.height, devicePixelRatio];
+}))
+"""
+
+
+def test_canvases_are_drawn_pixel_for_pixel_at_whole_pixel_positions(qtbot, grid_view, xvnc_source):
+    # The compositor then copies each pane instead of resampling it on every
+    # frame; the page scales only what changed, once (novnc-patches.js).
+    colours = {"dev-red": COLOURS["dev-red"], "dev-blue": COLOURS["dev-blue"]}
+    xvnc_source.many(colours)
+    _add_all(grid_view, colours)
+    _wait_for_colours(qtbot, grid_view, colours)
+    for layout in (1, 2, 3, 4):
+        grid_view.set_layout(layout)
+        qtbot.waitUntil(lambda: canvas_rects(qtbot, grid_view)["dev-red"][2] > 0)
+        qtbot.wait(200)
+        for width, height, x, y, css_width, css_height, ratio in json.loads(
+            evaluate(qtbot, grid_view, CANVAS_GEOMETRY)
+        ):
+            assert (width, height) == (round(css_width * ratio), round(css_height * ratio)), layout
+            assert float(x * ratio).is_integer() and float(y * ratio).is_integer(), (layout, x, y)
+        if layout > 1:  # in one column, the second pane is below the view
+            # Scaled in the page, the picture still fills the canvas with the device's colour.
+            _wait_for_colours(qtbot, grid_view, colours)
 
 
 def test_panes_stay_in_name_order_whatever_order_they_come_in(qtbot, grid_view):

@@ -10,7 +10,8 @@
 #   env CORRAL_DEVICE_ID, CORRAL_DEVICE_NAME, CORRAL_AGENT_TOKEN (read by the agent)
 #   env CORRAL_SCREEN     WIDTHxHEIGHTxDEPTH, default 1024x768x24
 #   env CORRAL_START_URL  first page; empty shows the baked-in start page
-#   env CORRAL_ANIMATE=1  start page runs a full-screen animation (fps benchmarks)
+#   env CORRAL_ANIMATE=1  start page runs an animation (fps benchmarks), paced to
+#   env CORRAL_ANIMATE_FPS  frames per second, default 30
 #
 # Why `-SecurityTypes None` is safe here: Xvnc listens on no TCP port
 # (-rfbport -1, -nolisten tcp, -nolisten local) and only on a unix socket of mode
@@ -101,6 +102,7 @@ fragment = urllib.parse.urlencode(
         "id": os.environ.get("CORRAL_DEVICE_ID", ""),
         "name": os.environ.get("CORRAL_DEVICE_NAME", ""),
         "animate": os.environ.get("CORRAL_ANIMATE", "0"),
+        "fps": os.environ.get("CORRAL_ANIMATE_FPS", "30"),
     },
     quote_via=urllib.parse.quote,
 )
