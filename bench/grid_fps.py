@@ -113,7 +113,7 @@ const period = 1000 / {fps};
 let frame = 0, next = 0;
 function draw(now) {{
   requestAnimationFrame(draw);
-  if (now < next) return;
+  if (now < next - 4) return;  // due a little early rather than one refresh late
   next = Math.max(next + period, now - period);
   frame = (frame + 1) & 0xffff;
   ctx.fillStyle = "#1b1f24";
