@@ -56,8 +56,9 @@ WHERE state = 'running' AND lease_expires_at < now()
 RETURNING id;
 
 -- next_run_after --
--- Seconds until the earliest queued job becomes runnable (NULL when none is queued).
-SELECT greatest(0, extract(epoch FROM min(run_after) - now()))::float8 FROM jobs WHERE state = 'queued';
+-- Seconds until the earliest queued job becomes runnable, negative when overdue, NULL
+-- when none is queued (not greatest(0, ...): greatest() skips NULLs, which made 0).
+SELECT extract(epoch FROM min(run_after) - now())::float8 FROM jobs WHERE state = 'queued';
 
 -- release_jobs --
 -- Hand worker $2's claimed-but-unstarted jobs $1 back to the queue (shutdown), undoing the attempt.

@@ -67,6 +67,32 @@ async def test_runs_jobs_woken_by_notify(settings: Settings) -> None:
         await database.close()
 
 
+async def _transactions(database: Database) -> int:
+    async with database.session() as session:
+        result = await session.execute(
+            text("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        )
+        return int(result.scalar_one())
+
+
+async def test_an_idle_worker_waits_for_notify_instead_of_polling(settings: Settings) -> None:
+    # An empty queue once made the worker claim 100 times a second, forever.
+    database = await Database.open(settings)
+    worker = Worker(database, {"noop": lambda job: asyncio.sleep(0)}, concurrency=2, poll_seconds=30)
+    await worker.start()
+    try:
+        await asyncio.sleep(0.5)
+        before = await _transactions(database)
+        await asyncio.sleep(2.0)
+        # Statistics arrive late and in batches; a polling worker made ~400 here.
+        assert await _transactions(database) - before < 20
+        ids = await _enqueue(database, "noop", 1)
+        await _wait_state(database, ids[0], "succeeded", timeout=5)
+    finally:
+        await worker.stop()
+        await database.close()
+
+
 async def test_failing_handler_retries_with_backoff_then_fails(settings: Settings) -> None:
     database = await Database.open(settings)
     attempts: list[float] = []
