@@ -277,9 +277,15 @@ class XvncSources:
 
     def start(self, count: int, args: argparse.Namespace) -> list[Source]:
         width, height = args.size
-        page = animated_page(width, height, args.source_fps)
         ids = [f"src-{i:02d}" for i in range(count)]
-        started = self._farm.add_many(dict.fromkeys(ids, page), width, height, args.source_nice)
+        if args.animator == "x11":
+            animator = [sys.executable, str(ROOT / "bench" / "x11_animator.py"), str(width), str(height)]
+            started = self._farm.add_many(
+                dict.fromkeys(ids, ""), width, height, args.source_nice, [*animator, f"{args.source_fps:g}"]
+            )
+        else:
+            page = animated_page(width, height, args.source_fps)
+            started = self._farm.add_many(dict.fromkeys(ids, page), width, height, args.source_nice)
         return [Source(s.device_id, s.socket_path, list(s.pids)) for s in started]
 
     def pane_url(self, device_id: str) -> str:
@@ -291,7 +297,8 @@ class XvncSources:
 
     def describe(self, args: argparse.Namespace) -> str:
         width, height = args.size
-        return f"host Xvnc {width}x{height} + Chromium @ {args.source_fps:g} fps, nice {args.source_nice}"
+        client = "a light X11 animator" if args.animator == "x11" else "Chromium"
+        return f"host Xvnc {width}x{height} + {client} @ {args.source_fps:g} fps, nice {args.source_nice}"
 
     def close(self) -> None:
         self._farm.stop()
@@ -794,6 +801,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--encoding", choices=("raw", "tight"), default="raw", help="what the panes ask devices for first"
+    )
+    parser.add_argument(
+        "--animator",
+        choices=("chromium", "x11"),
+        default="chromium",
+        help="xvnc: what animates each display: Chromium with the bench's page, or bench/x11_animator.py "
+        "(a fraction of Chromium's CPU: shows the grid's own limit when 16 Chromiums would fill the box)",
     )
     parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="noVNC qualityLevel (tight)")
     parser.add_argument("--compression", type=int, default=DEFAULT_COMPRESSION, help="noVNC compressionLevel")

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,12 +99,15 @@ def start_xvnc_source(
     height: int = 480,
     timeout: float = 10.0,
     nice: int = 0,
+    client: Sequence[str] = (),
 ) -> XvncSource:
     """Start Xvnc on a free display with *html* shown full screen by Chromium.
 
-    Returns once the VNC socket exists; Chromium may still be painting its first
-    frame. *nice* lowers the priority of both (benchmarks: devices yield to the
-    viewer). Raises RuntimeError when Xvnc does not come up within *timeout*.
+    With *client* (a command line), that X client runs on the display instead of
+    Chromium and *html* is ignored. Returns once the VNC socket exists; the
+    client may still be painting its first frame. *nice* lowers the priority of
+    both (benchmarks: devices yield to the viewer). Raises RuntimeError when Xvnc
+    does not come up within *timeout*.
     """
     prefix = ("nice", "-n", str(nice)) if nice else ()
     device_dir = root / "devices" / device_id
@@ -113,27 +117,30 @@ def start_xvnc_source(
     try:
         source.display, xvnc = start_xvnc(socket_path, width, height, timeout, prefix)
         source._processes.append(xvnc)
-        profile = root / f"chromium-{device_id}"
-        source._files.append(profile)
-        env = {**os.environ, "DISPLAY": f":{source.display}"}
-        env.pop("WAYLAND_DISPLAY", None)
-        chromium = subprocess.Popen(
-            [
-                *prefix,
+        if client:
+            command = list(client)
+        else:
+            profile = root / f"chromium-{device_id}"
+            source._files.append(profile)
+            command = [
                 CHROMIUM,
                 *_CHROMIUM_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--window-size={width},{height}",
                 "--window-position=0,0",
                 "data:text/html;charset=utf-8," + urllib.parse.quote(html),
-            ],
+            ]
+        env = {**os.environ, "DISPLAY": f":{source.display}"}
+        env.pop("WAYLAND_DISPLAY", None)
+        process = subprocess.Popen(
+            [*prefix, *command],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        source._processes.append(chromium)
+        source._processes.append(process)
     except BaseException:
         source.stop()
         raise

@@ -12,7 +12,7 @@ import asyncio
 import shutil
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,18 +51,34 @@ class StreamFarm:
         return self
 
     def add(
-        self, device_id: str, html: str, width: int = 640, height: int = 480, nice: int = 0
+        self,
+        device_id: str,
+        html: str,
+        width: int = 640,
+        height: int = 480,
+        nice: int = 0,
+        client: Sequence[str] = (),
     ) -> XvncSource:
-        source = start_xvnc_source(self.settings.runtime_dir, device_id, html, width, height, nice=nice)
+        """A source showing *html* in Chromium, or running the X client *client* instead."""
+        source = start_xvnc_source(
+            self.settings.runtime_dir, device_id, html, width, height, nice=nice, client=client
+        )
         self.sources[device_id] = source
         return source
 
     def add_many(
-        self, pages: dict[str, str], width: int = 640, height: int = 480, nice: int = 0
+        self,
+        pages: dict[str, str],
+        width: int = 640,
+        height: int = 480,
+        nice: int = 0,
+        client: Sequence[str] = (),
     ) -> list[XvncSource]:
         """Start several sources in parallel (Chromium takes a while to start)."""
         with ThreadPoolExecutor(max_workers=8) as pool:
-            futures = [pool.submit(self.add, name, html, width, height, nice) for name, html in pages.items()]
+            futures = [
+                pool.submit(self.add, name, html, width, height, nice, client) for name, html in pages.items()
+            ]
             return [future.result() for future in futures]
 
     def remove(self, device_id: str) -> None:

@@ -70,7 +70,9 @@ async def test_runs_jobs_woken_by_notify(settings: Settings) -> None:
 async def _transactions(database: Database) -> int:
     async with database.session() as session:
         result = await session.execute(
-            text("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+            text(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+            )
         )
         return int(result.scalar_one())
 
