@@ -22,7 +22,15 @@ Sources (``--source``):
 - ``xvnc``: one host TigerVNC ``Xvnc`` display per pane (default 320x240),
   each running Chromium with the bench's own animated page, paced to
   ``--source-fps``, with the frame number as a 16-bit barcode along the top
-  edge, behind the real stream proxy (``backend.stream.StreamProxy``).
+  edge, behind the real stream proxy (``backend.stream.StreamProxy``). With
+  ``--animator x11`` each display runs ``bench/x11_animator.py`` instead (the
+  same barcode and moving boxes, for a fraction of Chromium's CPU): on a
+  2-core box sixteen animating Chromiums alone take more than the machine, so
+  this is how the grid's own limit at 16 distinct streams shows.
+
+The panes ask for raw pixels (``--encoding raw``, the app's default for local
+streams) or Tight/JPEG (``--encoding tight``, with ``--quality`` and
+``--compression``).
 
 What is counted:
 
