@@ -10,7 +10,7 @@
 //    320x240 pane at 1440x900 cost 76 % of a core in the compositor thread, 11 %
 //    when drawn 1:1). Here the visible canvas has exactly the pane's size in
 //    device pixels, at a whole-pixel position, so composites are plain copies;
-//    flip() resamples only the damaged region, only when a frame arrives.
+//    flip() resamples only the damaged rects, only when a frame arrives.
 //
 // 2. Raw rects in one piece: stock noVNC draws a raw rect one row at a time, a
 //    putImageData per row; a frame of small changed regions cost a thousand
@@ -83,33 +83,63 @@ Display.prototype.autoscale = function autoscale(containerWidth, containerHeight
 // destination pixels: bilinear filtering reads neighbours, and a source rect cut
 // at the damage would make seams at its edges.
 const RESAMPLE_MARGIN = 2;
+// An update's rects are redrawn one by one while they cover less than this share
+// of their bounding box (scattered changes: a few small draws, not the screen).
+const SCATTERED = 0.5;
+const MAX_DAMAGE_RECTS = 32;
+
+const originalDamage = Display.prototype._damage;
+Display.prototype._damage = function damage(x, y, w, h) {
+  originalDamage.call(this, x, y, w, h);
+  this._damageRects ??= [];
+  if (this._damageRects.length <= MAX_DAMAGE_RECTS) {
+    this._damageRects.push([x, y, x + w, y + h]);
+  }
+};
 
 Display.prototype.flip = function flip(fromQueue) {
   if (this._renderQ.length !== 0 && !fromQueue) {
     this._renderQPush({ type: "flip" });
     return;
   }
-  const vp = this._viewportLoc;
-  const damage = this._damageBounds;
-  const left = Math.max(damage.left, vp.x);
-  const top = Math.max(damage.top, vp.y);
-  const right = Math.min(damage.right, vp.x + vp.w);
-  const bottom = Math.min(damage.bottom, vp.y + vp.h);
-  damage.left = damage.top = 65535;
-  damage.right = damage.bottom = 0;
-  const canvas = this._target;
+  const bounds = this._damageBounds;
+  const box = [bounds.left, bounds.top, bounds.right, bounds.bottom];
+  const rects = this._damageRects ?? [];
+  this._damageRects = [];
+  bounds.left = bounds.top = 65535;
+  bounds.right = bounds.bottom = 0;
+  if (box[2] <= box[0] || box[3] <= box[1]) {
+    return;
+  }
+  const area = ([left, top, right, bottom]) => (right - left) * (bottom - top);
+  const scattered = rects.length <= MAX_DAMAGE_RECTS &&
+    rects.reduce((sum, rect) => sum + area(rect), 0) < SCATTERED * area(box);
+  for (const rect of scattered ? rects : [box]) {
+    drawToTarget(this, ...rect);
+  }
+};
+
+// Copies the framebuffer region (left, top)-(right, bottom) to the visible
+// canvas, scaled to it.
+function drawToTarget(display, left, top, right, bottom) {
+  const vp = display._viewportLoc;
+  const canvas = display._target;
+  left = Math.max(left, vp.x);
+  top = Math.max(top, vp.y);
+  right = Math.min(right, vp.x + vp.w);
+  bottom = Math.min(bottom, vp.y + vp.h);
   if (right <= left || bottom <= top || canvas.width === 0 || canvas.height === 0) {
     return;
   }
-  const ctx = this._targetCtx;
+  const ctx = display._targetCtx;
   const scaleX = canvas.width / vp.w;
   const scaleY = canvas.height / vp.h;
   if (scaleX === 1 && scaleY === 1) {
-    ctx.drawImage(this._backbuffer, left, top, right - left, bottom - top,
+    ctx.drawImage(display._backbuffer, left, top, right - left, bottom - top,
       left - vp.x, top - vp.y, right - left, bottom - top);
     return;
   }
-  // The whole destination pixels the damage touches...
+  // The whole destination pixels the region touches...
   const x0 = Math.floor((left - vp.x) * scaleX);
   const y0 = Math.floor((top - vp.y) * scaleY);
   const x1 = Math.min(canvas.width, Math.ceil((right - vp.x) * scaleX));
@@ -123,10 +153,10 @@ Display.prototype.flip = function flip(fromQueue) {
   ctx.beginPath();
   ctx.rect(x0, y0, x1 - x0, y1 - y0);
   ctx.clip();
-  ctx.drawImage(this._backbuffer, sx0, sy0, sx1 - sx0, sy1 - sy0,
+  ctx.drawImage(display._backbuffer, sx0, sy0, sx1 - sx0, sy1 - sy0,
     (sx0 - vp.x) * scaleX, (sy0 - vp.y) * scaleY, (sx1 - sx0) * scaleX, (sy1 - sy0) * scaleY);
   ctx.restore();
-};
+}
 
 // A VNC framebuffer has no alpha. Opaque canvases let the compositor copy a pane
 // instead of blending it (measured: one big pane cost 69 % of a core in the

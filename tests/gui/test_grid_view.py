@@ -254,3 +254,32 @@ def test_panes_stay_in_name_order_whatever_order_they_come_in(qtbot, grid_view):
         "browser-4",
         "browser-10",
     ]
+
+
+CORNERS_PAGE = """<body style='margin:0;background:#202020;cursor:none'>
+<div id=a style='position:fixed;left:0;top:0;width:80px;height:80px;background:#c0392b'></div>
+<div id=b style='position:fixed;right:0;bottom:0;width:80px;height:80px;background:#c0392b'></div>
+<script>setTimeout(() => {
+  for (const id of ['a', 'b']) document.getElementById(id).style.background = '#27ae60';
+}, 1500);</script></body>"""
+
+
+def test_an_update_in_opposite_corners_redraws_both_and_nothing_between(qtbot, grid_view, xvnc_source):
+    # Two small rects far apart: the page redraws each (scaled), not their bounding box.
+    xvnc_source("dev-corners", html=CORNERS_PAGE)
+    grid_view.add_pane("dev-corners", "dev-corners", "ready")
+    green, grey = hex_colour("#27ae60"), hex_colour("#202020")
+
+    def corners() -> tuple[Any, Any, Any]:
+        x, y, w, h = canvas_rects(qtbot, grid_view)["dev-corners"]
+        corner = max(4, w * 80 // 640 // 2)
+        image = grab(grid_view)
+        return (
+            dominant_colour(image, (x + 2, y + 2, corner, corner), step=2),
+            dominant_colour(image, (x + w - corner - 2, y + h - corner - 2, corner, corner), step=2),
+            dominant_colour(image, (x + w // 3, y + h // 3, w // 3, h // 3)),
+        )
+
+    qtbot.waitUntil(lambda: "dev-corners" in canvas_rects(qtbot, grid_view), timeout=20_000)
+    qtbot.waitUntil(lambda: all(close_to(c, green, 40) for c in corners()[:2]), timeout=20_000)
+    assert close_to(corners()[2], grey, 24)
