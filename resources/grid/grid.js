@@ -278,7 +278,7 @@ function setLayout(columns) {
 }
 
 // Cells of whole pixels: a pane at a fractional position would make the
-// compositor resample its canvas on every composite (see display.js).
+// compositor resample its canvas on every composite (see novnc-patches.js).
 function fitCells() {
   const style = getComputedStyle(grid);
   const columns = Number.parseInt(style.getPropertyValue("--cols"), 10) || 1;
