@@ -82,7 +82,7 @@ async def _session(app: object, settings: Settings | None) -> int:
         await quit_requested.wait()
         return 1
 
-    window = MainWindow(corral)
+    window = MainWindow(corral, grid_encoding=corral.settings.grid_encoding)
     window.closed.connect(quit_requested.set)
     window.show()
     window.start()

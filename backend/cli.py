@@ -17,7 +17,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.config import Settings
+from pydantic import ValidationError
+
+from backend.config import Settings, settings_problems
 from backend.corral import DEVICE_KINDS, Corral
 from backend.devices.states import DeviceState
 from backend.devices.store import MAX_BATCH
@@ -124,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        Settings()
+    except ValidationError as exc:
+        for line in settings_problems(exc):
+            print(f"corral: {line}", file=sys.stderr)
+        return 2
     if args.command in (None, "ui"):
         if not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
             print(

@@ -27,7 +27,7 @@ from app.models.jobs import JobTableModel
 from app.paths import missing_assets
 from app.ports import Backend
 from app.theme import icon
-from app.widgets.grid_view import LAYOUTS, GridView
+from app.widgets.grid_view import LAYOUTS, Encoding, GridView
 from app.widgets.jobs_panel import JobsPanel
 from app.widgets.sidebar import Sidebar
 from app.widgets.status import DockerBanner, StatusBar
@@ -65,7 +65,9 @@ class MainWindow(QMainWindow):
     closed = Signal()
     devices_loaded = Signal()
 
-    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, backend: Backend, parent: QWidget | None = None, *, grid_encoding: Encoding = "raw"
+    ) -> None:
         super().__init__(parent)
         self._backend = backend
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -81,7 +83,7 @@ class MainWindow(QMainWindow):
 
         self._model = DeviceTableModel(self)
         self._sidebar = Sidebar(self._model)
-        self._grid = GridView()
+        self._grid = GridView(encoding=grid_encoding)
         self._grid.set_url_provider(self._backend.pane_url)
         self._banner = DockerBanner()
         self._status = StatusBar()

@@ -1,5 +1,5 @@
 """Settings (environment ``CORRAL_*``) and paths."""
 
-from backend.config.settings import Settings
+from backend.config.settings import Settings, settings_problems
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "settings_problems"]

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
 
 DeviceNetwork = Literal["none", "bridge"]
+GridEncoding = Literal["raw", "tight"]
 
 
 def _default_data_dir() -> Path:
@@ -72,6 +73,9 @@ class Settings(BaseSettings):
     parked_ttl_hours: float = 24.0
     """Devices left failed/stopped this long are removed; 0 keeps them forever."""
     boot_timeout: float = 60.0
+    grid_encoding: GridEncoding = "raw"
+    """What the control room's panes ask devices for: raw pixels (cheapest on one
+    machine), or Tight/JPEG (less data: many panes of full-screen motion, video)."""
 
     @cached_property
     def effective_device_uid(self) -> int:
@@ -91,3 +95,12 @@ class Settings(BaseSettings):
     def device_dir(self, device_id: str) -> Path:
         """The private runtime directory of one device (VNC and hub sockets)."""
         return self.runtime_dir / "devices" / device_id
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per bad ``CORRAL_*`` variable: its name, what is wrong, what it was."""
+    lines = []
+    for problem in error.errors():
+        name = "CORRAL_" + "_".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"{name}: {problem['msg']} (got {problem.get('input')!r})")
+    return lines

@@ -45,3 +45,14 @@ def test_ui_without_a_display_explains_instead_of_crashing(monkeypatch, capsys) 
         monkeypatch.delenv(name, raising=False)
     assert main(["ui"]) == 1
     assert "no display" in capsys.readouterr().err
+
+
+def test_bad_settings_in_the_environment_name_the_variable(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CORRAL_GRID_ENCODING", "h264")
+    monkeypatch.setenv("CORRAL_JOB_CONCURRENCY", "lots")
+
+    assert main(["devices"]) == 2
+    err = capsys.readouterr().err
+    assert "CORRAL_GRID_ENCODING: Input should be 'raw' or 'tight' (got 'h264')" in err
+    assert "CORRAL_JOB_CONCURRENCY:" in err and "'lots'" in err
+    assert "Traceback" not in err

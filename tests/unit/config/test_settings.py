@@ -1,3 +1,6 @@
+import pydantic
+import pytest
+
 from backend.config.settings import Settings, default_concurrency
 
 GIB = 1 << 30
@@ -16,3 +19,12 @@ def test_environment_overrides(monkeypatch) -> None:
     settings = Settings()
     assert settings.job_concurrency == 3
     assert settings.device_network == "none"
+
+
+def test_grid_encoding_is_raw_unless_set_and_refuses_others(monkeypatch) -> None:
+    assert Settings().grid_encoding == "raw"
+    monkeypatch.setenv("CORRAL_GRID_ENCODING", "tight")
+    assert Settings().grid_encoding == "tight"
+    monkeypatch.setenv("CORRAL_GRID_ENCODING", "h264")
+    with pytest.raises(pydantic.ValidationError, match="grid_encoding"):
+        Settings()
