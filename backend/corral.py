@@ -17,6 +17,7 @@ from typing import Literal
 
 import asyncpg
 
+from backend.auth import tokens
 from backend.config import Settings
 from backend.db import Database
 from backend.db.models import Device, Job
@@ -25,7 +26,7 @@ from backend.devices.handlers import DeviceHandlers
 from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
-from backend.hub import Hub, HubListener, tokens
+from backend.hub import Hub, HubListener
 from backend.jobs.store import JobStore
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain s
 
 from websockets.asyncio.client import connect
 
+from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
-from backend.hub.tokens import load_or_create_secret
 from backend.stream import StreamProxy
 from tests.rfb import WebSocketStream
 from tests.xvnc import start_xvnc

@@ -11,6 +11,8 @@ import platformdirs
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.config.paths import DEVICES_DIR, DevicePaths
+
 __all__ = ["Settings"]
 
 DeviceNetwork = Literal["none", "bridge"]
@@ -92,9 +94,18 @@ class Settings(BaseSettings):
     def secret_path(self) -> Path:
         return self.data_dir / "secret.key"
 
+    @property
+    def devices_root(self) -> Path:
+        """The folder holding every device's runtime directory."""
+        return self.runtime_dir / DEVICES_DIR
+
     def device_dir(self, device_id: str) -> Path:
         """The private runtime directory of one device (VNC and hub sockets)."""
-        return self.runtime_dir / "devices" / device_id
+        return self.devices_root / device_id
+
+    def device_paths(self, device_id: str) -> DevicePaths:
+        """The device's runtime directory and the sockets in it."""
+        return DevicePaths(self.device_dir(device_id))
 
 
 def settings_problems(error: ValidationError) -> list[str]:

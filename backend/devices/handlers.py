@@ -112,7 +112,7 @@ class DeviceHandlers:
 
     async def _wait_until_up(self, job: JobContext, device_id: str) -> None:
         deadline = time.monotonic() + self._settings.boot_timeout
-        vnc_socket = self._settings.device_dir(device_id) / "vnc.sock"
+        vnc_socket = self._settings.device_paths(device_id).vnc_socket
         vnc_ok = hello_ok = False
         while time.monotonic() < deadline:
             job.checkpoint()

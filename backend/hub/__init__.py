@@ -1,6 +1,6 @@
-"""Agent hub: per-device unix-socket WebSocket servers, signed agent tokens."""
+"""Agent hub: per-device unix-socket WebSocket servers, signed agent tokens (backend.auth)."""
 
-from backend.hub.exceptions import HubError, TokenError
+from backend.hub.exceptions import HubError
 from backend.hub.server import Hub, HubListener
 
-__all__ = ["Hub", "HubError", "HubListener", "TokenError"]
+__all__ = ["Hub", "HubError", "HubListener"]

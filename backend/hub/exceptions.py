@@ -1,7 +1,6 @@
 """Errors of the agent hub.
 
-HubError
-└── TokenError      a token is malformed, forged, for another purpose or expired
+HubError            the agent is not connected, did not answer, or refused a command
 """
 
 from __future__ import annotations
@@ -11,7 +10,3 @@ from backend.exceptions import CorralError
 
 class HubError(CorralError):
     """Agent hub error."""
-
-
-class TokenError(HubError):
-    """Token refused."""

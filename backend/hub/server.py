@@ -23,16 +23,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.protocol import MAX_FRAME_BYTES, Command, Event, Hello, Result, encode
+from backend.auth import tokens
+from backend.auth.exceptions import TokenError
 from backend.config import Settings
-from backend.hub import tokens
-from backend.hub.exceptions import HubError, TokenError
+from backend.hub.exceptions import HubError
 from backend.hub.session import AgentSession
 
 __all__ = ["Hub", "HubListener"]
 
 log = logging.getLogger(__name__)
-
-SOCKET_NAME = "hub.sock"
 
 
 class HubListener:
@@ -67,7 +66,7 @@ class Hub:
         return tokens.sign(self._secret, "agent", device_id, self._settings.agent_token_ttl)
 
     def socket_path(self, device_id: str) -> Path:
-        return self._settings.device_dir(device_id) / SOCKET_NAME
+        return self._settings.device_paths(device_id).hub_socket
 
     def is_connected(self, device_id: str) -> bool:
         session = self._sessions.get(device_id)

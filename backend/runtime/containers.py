@@ -15,11 +15,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from backend.config.paths import CONTAINER_RUN_DIR, VNC_SOCKET
 from backend.config.settings import Settings
 from backend.runtime.base import DeviceSpec, Instance
 
 __all__ = [
-    "CONTAINER_RUN_DIR",
     "LABEL_DEVICE",
     "LABEL_KIND",
     "LABEL_NAME",
@@ -38,8 +38,6 @@ LABEL_KIND = "corral.kind"
 LABEL_NAME = "corral.name"
 LABEL_OWNER = "corral.owner"
 """Which Corral installation a container belongs to; see :func:`owner_id`."""
-CONTAINER_RUN_DIR = "/run/corral"
-"""Where the device's host runtime directory appears inside the container."""
 
 CONTAINER_HOME = "/tmp/home"
 SHM_SIZE = "256m"
@@ -52,7 +50,7 @@ STOP_TIMEOUT_S = 2
 _SECOND_NS = 1_000_000_000
 HEALTHCHECK: dict[str, Any] = {
     # Healthy once Xvnc listens: the socket appears when the RFB server is up.
-    "test": ["CMD", "test", "-S", f"{CONTAINER_RUN_DIR}/vnc.sock"],
+    "test": ["CMD", "test", "-S", f"{CONTAINER_RUN_DIR}/{VNC_SOCKET}"],
     "interval": 2 * _SECOND_NS,
     "timeout": 2 * _SECOND_NS,
     "retries": 3,

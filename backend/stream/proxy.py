@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from backend.auth.exceptions import TokenError
+from backend.auth.tokens import sign
 from backend.config import Settings
-from backend.hub.exceptions import TokenError
-from backend.hub.tokens import sign
 from backend.stream.exceptions import InvalidDeviceIdError, ProxyNotRunningError, ProxyStartError
 from backend.stream.ready import ready_line
 from backend.stream.token_plugin import PluginSource
@@ -103,7 +103,7 @@ class StreamProxy:
         host = self._settings.stream_host
         port = self.port
         try:
-            token = sign(self._secret, "stream", device_id, self._settings.stream_token_ttl)
+            token = sign(self._secret, "view", device_id, self._settings.stream_token_ttl)
         except TokenError as exc:
             raise InvalidDeviceIdError(f"{device_id!r} is not a valid device id") from exc
         return f"ws://{host}:{port}/websockify?{urlencode({'token': token})}"

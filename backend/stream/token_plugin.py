@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backend.hub.exceptions import TokenError
-from backend.hub.tokens import SECRET_BYTES, verify
+from backend.auth.exceptions import TokenError
+from backend.auth.tokens import SECRET_BYTES, verify
+from backend.config.paths import DevicePaths
 
 if TYPE_CHECKING:
     from backend.config import Settings
 
-__all__ = ["SOCKET_NAME", "UNIX_TARGET", "PluginSource", "StreamTokenPlugin"]
+__all__ = ["UNIX_TARGET", "PluginSource", "StreamTokenPlugin"]
 
-SOCKET_NAME = "vnc.sock"
-"""File name of a device's VNC socket inside its runtime directory."""
 UNIX_TARGET = "unix_socket"
 """The pseudo host websockify 0.13 reads as "the port is a unix socket path"."""
 
@@ -47,9 +46,7 @@ class PluginSource:
     @classmethod
     def for_settings(cls, settings: Settings) -> PluginSource:
         """The source matching *settings*: its secret file and its device directories."""
-        # Mirrors Settings.device_dir(id) == runtime_dir / "devices" / id; a unit
-        # test holds the two together.
-        return cls(secret_path=settings.secret_path, devices_root=settings.runtime_dir / "devices")
+        return cls(secret_path=settings.secret_path, devices_root=settings.devices_root)
 
     def encode(self) -> str:
         """The ``--token-source`` string (JSON, so any path survives)."""
@@ -90,10 +87,10 @@ class StreamTokenPlugin:
             logger.warning("refused a stream connection: no token")
             return None
         try:
-            claims = verify(self._secret, token, "stream")
+            claims = verify(self._secret, token, ("view", "control"))
         except TokenError as exc:
             logger.warning("refused a stream connection: %s", exc)
             return None
         # verify() only accepts ids matching [a-z0-9][a-z0-9-]*, so the id is one
         # path component and cannot climb out of devices_root.
-        return UNIX_TARGET, str(self._devices_root / claims.device_id / SOCKET_NAME)
+        return UNIX_TARGET, str(DevicePaths(self._devices_root / claims.device_id).vnc_socket)

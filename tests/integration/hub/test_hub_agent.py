@@ -12,8 +12,9 @@ from websockets.asyncio.client import unix_connect
 from websockets.exceptions import InvalidStatus
 
 from agent.client import AgentClient
+from backend.auth import tokens
 from backend.config import Settings
-from backend.hub import Hub, HubError, HubListener, tokens
+from backend.hub import Hub, HubError, HubListener
 
 SECRET = b"k" * 32
 
@@ -75,7 +76,7 @@ async def test_agent_says_hello_answers_commands_and_reconnects(hub_settings: Se
         lambda: "",
         lambda: tokens.sign(SECRET, "agent", "other", 60),
         lambda: tokens.sign(SECRET, "agent", "dev1", -5),
-        lambda: tokens.sign(SECRET, "stream", "dev1", 60),
+        lambda: tokens.sign(SECRET, "view", "dev1", 60),
         lambda: tokens.sign(b"x" * 32, "agent", "dev1", 60),
     ],
     ids=["missing", "other-device", "expired", "wrong-purpose", "forged"],

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
-from backend.hub.tokens import load_or_create_secret
 from backend.stream import StreamProxy
 from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
 from tests.xvnc import XVNC, start_xvnc

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from backend.hub.tokens import sign
+from backend.auth.tokens import sign
 from backend.stream import InvalidDeviceIdError, ProxyNotRunningError, StreamProxy
 from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
 from tests.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_full_update
@@ -127,9 +127,9 @@ REFUSED_QUERIES: dict[str, Callable[[Farm], str]] = {
     "no token": lambda farm: "?other=1",
     "empty token": lambda farm: "?token=",
     "garbage": lambda farm: "?token=garbage",
-    "expired": lambda farm: "?token=" + sign(farm.secret, "stream", SPY, -5),
-    "forged": lambda farm: "?token=" + _forged(sign(farm.secret, "stream", SPY, 60)),
-    "other secret": lambda farm: "?token=" + sign(b"k" * 32, "stream", SPY, 60),
+    "expired": lambda farm: "?token=" + sign(farm.secret, "view", SPY, -5),
+    "forged": lambda farm: "?token=" + _forged(sign(farm.secret, "view", SPY, 60)),
+    "other secret": lambda farm: "?token=" + sign(b"k" * 32, "view", SPY, 60),
     "agent purpose": lambda farm: "?token=" + sign(farm.secret, "agent", SPY, 60),
 }
 
@@ -163,7 +163,7 @@ async def test_device_without_vnc_socket_closes_without_data(proxy: StreamProxy)
 
 
 async def test_refusals_are_logged_without_tokens(proxy: StreamProxy, farm: Farm) -> None:
-    token = sign(farm.secret, "stream", SPY, -5)
+    token = sign(farm.secret, "view", SPY, -5)
     with pytest.raises(InvalidStatus):
         async with connect(_url(proxy, f"?token={token}"), open_timeout=TIMEOUT):
             pass

@@ -9,7 +9,6 @@ import pytest
 from backend.config.settings import Settings
 from backend.runtime.base import DeviceSpec, Instance
 from backend.runtime.containers import (
-    CONTAINER_RUN_DIR,
     choose_network_mode,
     container_config,
     container_name,
@@ -71,7 +70,7 @@ def test_mounts_only_the_runtime_dir_at_run_corral(spec: DeviceSpec, settings: S
     config = container_config(spec, settings, "img", "none", "owner1")
 
     assert config.host["mounts"] == [
-        {"Type": "bind", "Source": "/tmp/crl-x/dev1", "Target": CONTAINER_RUN_DIR, "ReadOnly": False}
+        {"Type": "bind", "Source": "/tmp/crl-x/dev1", "Target": "/run/corral", "ReadOnly": False}
     ]
     assert list(config.host["tmpfs"]) == ["/tmp"]
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import backend.stream
+from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
-from backend.hub.tokens import load_or_create_secret
 from backend.stream import ProxyNotRunningError, ProxyStartError, StreamError, StreamProxy
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.auth.tokens import load_or_create_secret, sign
 from backend.config import Settings
-from backend.hub.tokens import load_or_create_secret, sign
 from backend.stream.token_plugin import UNIX_TARGET, PluginSource, StreamTokenPlugin
 
 
@@ -40,36 +40,36 @@ def _signed(secret: bytes, body: str) -> str:
 def test_valid_token_opens_its_devices_vnc_socket(
     plugin: StreamTokenPlugin, settings: Settings, secret: bytes
 ) -> None:
-    token = sign(secret, "stream", "dev-1", 60)
+    token = sign(secret, "view", "dev-1", 60)
     assert plugin.lookup(token) == (UNIX_TARGET, str(settings.device_dir("dev-1") / "vnc.sock"))
 
 
 def test_each_token_opens_only_the_device_it_names(plugin: StreamTokenPlugin, secret: bytes) -> None:
-    first = plugin.lookup(sign(secret, "stream", "dev-1", 60))
-    second = plugin.lookup(sign(secret, "stream", "dev-2", 60))
+    first = plugin.lookup(sign(secret, "view", "dev-1", 60))
+    second = plugin.lookup(sign(secret, "view", "dev-2", 60))
     assert first is not None
     assert second is not None
     assert Path(first[1]).parent.name == "dev-1"
     assert Path(second[1]).parent.name == "dev-2"
 
 
-@pytest.mark.parametrize("token", ["", None, "garbage", "v1.stream.dev-1", "v1.stream.dev-1.9999999999."])
+@pytest.mark.parametrize("token", ["", None, "garbage", "v2.view.dev-1", "v2.view.dev-1.9999999999."])
 def test_missing_or_malformed_token_is_refused(plugin: StreamTokenPlugin, token: str | None) -> None:
     assert plugin.lookup(token) is None
 
 
 def test_expired_token_is_refused(plugin: StreamTokenPlugin, secret: bytes) -> None:
-    assert plugin.lookup(sign(secret, "stream", "dev-1", -1)) is None
+    assert plugin.lookup(sign(secret, "view", "dev-1", -1)) is None
 
 
 def test_forged_signature_is_refused(plugin: StreamTokenPlugin, secret: bytes) -> None:
-    token = sign(secret, "stream", "dev-1", 60)
+    token = sign(secret, "view", "dev-1", 60)
     flipped = "A" if token[-1] != "A" else "B"
     assert plugin.lookup(token[:-1] + flipped) is None
 
 
 def test_token_signed_with_another_secret_is_refused(plugin: StreamTokenPlugin) -> None:
-    assert plugin.lookup(sign(b"x" * 32, "stream", "dev-1", 60)) is None
+    assert plugin.lookup(sign(b"x" * 32, "view", "dev-1", 60)) is None
 
 
 def test_agent_token_does_not_open_a_stream(plugin: StreamTokenPlugin, secret: bytes) -> None:
@@ -81,14 +81,14 @@ def test_signed_token_with_a_bad_device_id_is_refused(
     plugin: StreamTokenPlugin, secret: bytes, device_id: str
 ) -> None:
     # Even a correctly signed token must not name a path outside the devices root.
-    token = _signed(secret, f"v1.stream.{device_id}.{int(time.time()) + 60}")
+    token = _signed(secret, f"v2.view.{device_id}.{int(time.time()) + 60}.{'n' * 22}")
     assert plugin.lookup(token) is None
 
 
 def test_refusals_are_logged_without_the_token(
     plugin: StreamTokenPlugin, secret: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = sign(secret, "stream", "dev-1", -1)
+    token = sign(secret, "view", "dev-1", -1)
     with caplog.at_level(logging.WARNING, logger="backend.stream.token_plugin"):
         plugin.lookup(token)
     assert "expired" in caplog.text
