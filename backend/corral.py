@@ -18,7 +18,7 @@ from typing import Literal
 import asyncpg
 
 from backend.auth import tokens
-from backend.config import Settings
+from backend.config import Settings, rundir
 from backend.db import Database
 from backend.db.models import Device, Job
 from backend.db.notify import channel
@@ -128,7 +128,7 @@ class Corral:
         return corral
 
     async def _start(self, role: Role, stream: bool) -> None:
-        self.settings.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(rundir.ensure_root, self.settings.runtime_dir)
         self.database.on_notify(channel("devices"), self._on_device_notify)
         self.database.on_notify(channel("job_changes"), self._on_jobs_notify)
         if stream:

@@ -1,6 +1,8 @@
 """The root of every error the backend raises on purpose.
 
     CorralError
+    ├── AuthError            backend.auth.exceptions
+    ├── ConfigError          backend.config.exceptions
     ├── DatabaseError        backend.db.exceptions
     ├── DeviceError          backend.devices.exceptions
     ├── DeviceRuntimeError   backend.runtime.exceptions

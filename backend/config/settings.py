@@ -24,11 +24,15 @@ def _default_data_dir() -> Path:
 
 
 def _default_runtime_dir() -> Path:
-    # XDG_RUNTIME_DIR is per user and tmpfs; root usually has none, so fall back
-    # to a private directory under /tmp that Corral creates with mode 0700.
+    # XDG_RUNTIME_DIR is per user and tmpfs. Root usually has none and gets
+    # /run/corral, where no other user can create anything first; anyone else
+    # without one falls back to /tmp, where backend.config.rundir refuses a
+    # directory another user made.
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base:
         return Path(base) / "corral"
+    if os.geteuid() == 0:
+        return Path("/run/corral")
     return Path(f"/tmp/corral-{os.getuid()}")
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import time
 
-from backend.config import Settings
+from backend.config import Settings, rundir
 from backend.devices.exceptions import DeviceError
 from backend.devices.probe import vnc_answers
 from backend.devices.states import DeviceState
@@ -46,12 +44,7 @@ class DeviceHandlers:
 
     def prepare_dir(self, device_id: str) -> None:
         """Create the device's private runtime directory (0700, owned by the device uid)."""
-        path = self._settings.device_dir(device_id)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
-        path.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)
-        uid = self._settings.effective_device_uid
-        os.chown(path, uid, uid)
+        rundir.make_device_dir(self._settings.runtime_dir, device_id, self._settings.effective_device_uid)
 
     async def provision(self, job: JobContext) -> None:
         device_id = _device_id(job)
@@ -163,7 +156,7 @@ class DeviceHandlers:
         """Remove what a device had on this host: container, hub socket, runtime dir."""
         await self._runtime.remove(device_id)
         await self._hub.close_device(device_id)
-        await asyncio.to_thread(shutil.rmtree, self._settings.device_dir(device_id), True)
+        await asyncio.to_thread(rundir.remove_device_dir, self._settings.runtime_dir, device_id)
 
 
 def _device_id(job: JobContext) -> str:

@@ -25,7 +25,9 @@ from websockets.http11 import Request, Response
 from agent.protocol import MAX_FRAME_BYTES, Command, Event, Hello, Result, encode
 from backend.auth import tokens
 from backend.auth.exceptions import TokenError
-from backend.config import Settings
+from backend.config import Settings, rundir
+from backend.config.exceptions import RuntimeDirError
+from backend.config.paths import HUB_SOCKET
 from backend.hub.exceptions import HubError
 from backend.hub.session import AgentSession
 
@@ -77,22 +79,24 @@ class Hub:
         return session.invalid_frames if session else 0
 
     async def listen(self, device_id: str) -> Path:
-        """Serve *device_id*'s agent on its socket (created 0600, owned by the device uid)."""
+        """Serve *device_id*'s agent on its socket (created 0600, owned by the device uid).
+
+        The device's directory must exist (``rundir.make_device_dir``); raises
+        RuntimeDirError when it does not or when the socket cannot be made safely.
+        """
         path = self.socket_path(device_id)
         if device_id in self._servers:
             return path
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        uid = self._settings.effective_device_uid
+        sock = rundir.bind_private_socket(self._settings.runtime_dir, device_id, HUB_SOCKET, uid)
         server = await unix_serve(
             lambda connection: self._handle(device_id, connection),
-            path=str(path),
+            sock=sock,
             process_request=lambda connection, request: self._authorize(device_id, request),
             max_size=MAX_FRAME_BYTES,
             ping_interval=10,
             ping_timeout=10,
         )
-        os.chmod(path, 0o600)
-        os.chown(path, self._settings.effective_device_uid, self._settings.effective_device_uid)
         self._servers[device_id] = server
         return path
 
@@ -101,8 +105,11 @@ class Hub:
         if server is not None:
             server.close()
             await server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path(device_id).unlink()
+        with (
+            contextlib.suppress(FileNotFoundError, RuntimeDirError),
+            rundir.open_device_dir(self._settings.runtime_dir, device_id) as dir_fd,
+        ):
+            os.unlink(HUB_SOCKET, dir_fd=dir_fd)
 
     async def stop(self) -> None:
         for device_id in list(self._servers):

@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from agent.client import AgentClient
 from backend.auth import tokens
-from backend.config import Settings
+from backend.config import Settings, rundir
 from backend.hub import Hub, HubError, HubListener
 
 SECRET = b"k" * 32
@@ -37,7 +37,8 @@ class Recorder(HubListener):
 
 
 async def _listening_hub(settings: Settings, device_id: str, recorder: Recorder) -> tuple[Hub, Path]:
-    settings.device_dir(device_id).mkdir(parents=True, mode=0o700)
+    rundir.ensure_root(settings.runtime_dir)
+    rundir.make_device_dir(settings.runtime_dir, device_id, settings.effective_device_uid)
     hub = Hub(settings, SECRET, recorder)
     return hub, await hub.listen(device_id)
 
