@@ -10,8 +10,8 @@ from docker import DockerClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from backend.auth import tokens
 from backend.corral import Corral
-from backend.hub import tokens
 from tests.rfb import first_update
 
 pytestmark = pytest.mark.docker
@@ -61,8 +61,8 @@ async def test_provision_two_stream_and_remove(corral: Corral, docker_client: Do
     base = f"ws://127.0.0.1:{corral.stream_port}/websockify"
     refused = [
         base,
-        f"{base}?token={tokens.sign(secret, 'stream', device_id, -1)}",
-        f"{base}?token={tokens.sign(b'f' * 32, 'stream', device_id, 60)}",
+        f"{base}?token={tokens.sign(secret, 'view', device_id, -1)}",
+        f"{base}?token={tokens.sign(b'f' * 32, 'view', device_id, 60)}",
         f"{base}?token={tokens.sign(secret, 'agent', device_id, 60)}",
     ]
     for url in refused:
