@@ -4,20 +4,34 @@ Layout (every entry made by this module)::
 
     <runtime_dir>/                 0700, owned by us (refused otherwise)
         devices/                   0700, owned by us
+            .<name>.<random>       a socket being made (:func:`bind_private_socket`), for an instant
             <device_id>/           0700, owned by the device uid, bind-mounted into the container
                 vnc.sock           made by Xvnc inside the container
                 hub.sock           made by the host (:func:`bind_private_socket`)
 
+Another local user may have made the runtime directory first (``/tmp/corral-UID``
+is predictable) or may control a directory on the way to it: the root is reached
+by walking from ``/`` one component at a time (``openat`` with ``O_NOFOLLOW``),
+each directory on the way must belong to root or to us and be writable by no one
+else (unless sticky, like ``/tmp``), a symlink on the way is followed only when it
+sits in such a directory and belongs to root or to us, and the root itself must
+be a real directory owned by us that no one else can write to.
+
 A device directory is writable by its device, which we do not trust: anything in
-it may be a symlink planted to make the host (often root) chown, chmod, connect to
-or write somewhere else. So every path below the root is reached from a directory
-file descriptor opened with ``O_NOFOLLOW``, files are opened ``O_NOFOLLOW``, and
-unix sockets are connected through an ``O_PATH`` descriptor of the socket node
-itself (``/proc/self/fd/N``), checked to be a socket first.
+it may be a symlink, a FIFO or a hard link planted to make the host (often root)
+chown, chmod, connect to or write somewhere else. So every path below the root is
+reached from a directory file descriptor opened with ``O_NOFOLLOW``; files are
+made under a fresh name with ``O_EXCL`` and renamed into place; sockets are bound,
+chmod-ed and chown-ed in ``devices/`` (where only we write) and then renamed into
+the device directory; and a device's socket is connected through an ``O_PATH``
+descriptor of the node itself (``/proc/self/fd/N``), checked first to be a socket
+with one link, owned by the device or by us. Binding and connecting through
+``/proc/self/fd`` also lifts the 108-byte limit of unix socket paths.
 
 All functions block (system calls only, no waiting); call them in a thread from
 the event loop when many run at once. They raise :class:`RuntimeDirError` with
-the path and the fix.
+the path and the fix (``connect_socket`` also lets ``OSError`` of the connection
+itself through).
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -46,10 +61,17 @@ __all__ = [
 ]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Device ids and file names: one path component, never ``.``/``..`` or hidden (our temporary names)."""
+_MAX_SYMLINKS = 40  # as the kernel (MAXSYMLINKS)
 
 
 def _fix(path: Path) -> str:
     return f"remove it (rm -rf {path}) or point CORRAL_RUNTIME_DIR at a directory of your own"
+
+
+def _elsewhere() -> str:
+    return "point CORRAL_RUNTIME_DIR at a directory of your own (for example under $XDG_RUNTIME_DIR)"
 
 
 def _check_ours(fd: int, path: Path) -> None:
@@ -66,6 +88,88 @@ def _check_ours(fd: int, path: Path) -> None:
         )
 
 
+def _trusted(info: os.stat_result) -> bool:
+    """True for a directory on the way to the root that no other user can change."""
+    if info.st_uid not in (0, os.geteuid()):
+        return False
+    # A sticky directory (/tmp) may be world-writable: others cannot rename or
+    # remove what root or we made in it, and what they made there is refused.
+    return not info.st_mode & 0o022 or bool(info.st_mode & stat.S_ISVTX)
+
+
+def _open_root(root: Path, *, create: bool) -> int:
+    """Walk to *root* from ``/`` and open it (optionally creating it, 0700); refuses unsafe steps."""
+    target = Path(os.path.abspath(root))
+    if target == Path("/"):
+        raise RuntimeDirError("the runtime directory cannot be /; " + _elsewhere())
+    pending = list(target.parts[1:])
+    walked: list[str] = []  # the real path of the top of *fds*, below /
+    fds = [os.open("/", _DIR_FLAGS)]
+    links = 0
+    try:
+        while len(pending) > 1 or (pending and pending[0] in (".", "..")):
+            name = pending.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if len(fds) > 1:
+                    os.close(fds.pop())
+                    walked.pop()
+                continue
+            here = Path("/", *walked)
+            try:
+                info = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
+            except OSError as exc:
+                raise RuntimeDirError(
+                    f"cannot reach the runtime directory {root}: {here / name}: {exc.strerror}"
+                ) from exc
+            if stat.S_ISLNK(info.st_mode):
+                # The directory holding the link is trusted (checked when we
+                # entered it); in a sticky one, the link must also be root's or ours.
+                links += 1
+                if links > _MAX_SYMLINKS or info.st_uid not in (0, os.geteuid()):
+                    raise RuntimeDirError(
+                        f"{here / name} (on the way to the runtime directory {root}) is a symlink "
+                        f"made by uid {info.st_uid}; " + _elsewhere()
+                    )
+                link = os.readlink(name, dir_fd=fds[-1])
+                if link.startswith("/"):
+                    while len(fds) > 1:
+                        os.close(fds.pop())
+                    walked.clear()
+                pending[:0] = [part for part in link.split("/") if part]
+                continue
+            fds.append(_open_dir(name, here / name, fds[-1]))
+            walked.append(name)
+            if not _trusted(os.fstat(fds[-1])):
+                owner = os.fstat(fds[-1])
+                raise RuntimeDirError(
+                    f"{here / name} (on the way to the runtime directory {root}) can be changed by "
+                    f"other users (owner uid {owner.st_uid}, mode {stat.S_IMODE(owner.st_mode):o}); "
+                    + _elsewhere()
+                )
+        if not pending:
+            raise RuntimeDirError(f"the runtime directory {root} resolves to /; " + _elsewhere())
+        name = pending[0]
+        if create:
+            try:
+                os.mkdir(name, 0o700, dir_fd=fds[-1])
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise RuntimeDirError(f"cannot create the runtime directory {root}: {exc.strerror}") from exc
+        fd = _open_dir(name, root, fds[-1])
+        try:
+            _check_ours(fd, root)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _open_dir(name: str | Path, path: Path, dir_fd: int | None = None) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
@@ -75,25 +179,25 @@ def _open_dir(name: str | Path, path: Path, dir_fd: int | None = None) -> int:
         raise RuntimeDirError(f"cannot open {path}: {exc.strerror}") from exc
 
 
-def _mkdir_open(name: str | Path, path: Path, mode: int, dir_fd: int | None = None) -> int:
-    """Create directory *name* (or find it) and open it without following a symlink."""
+def _mkdir(name: str, path: Path, dir_fd: int) -> None:
+    """Create directory *name* (0700) unless something is already there (checked when opened)."""
     try:
-        os.mkdir(name, mode, dir_fd=dir_fd)
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
     except FileExistsError:
         pass
     except OSError as exc:
         raise RuntimeDirError(f"cannot create {path}: {exc.strerror}") from exc
-    return _open_dir(name, path, dir_fd)
 
 
 @contextlib.contextmanager
-def _devices_fd(root: Path) -> Iterator[int]:
+def _devices_fd(root: Path, *, create: bool) -> Iterator[int]:
     """The ``devices`` directory of a checked root, as an open descriptor."""
-    root_fd = _open_dir(root, root)
+    root_fd = _open_root(root, create=create)
     try:
-        _check_ours(root_fd, root)
         path = root / DEVICES_DIR
-        fd = _mkdir_open(DEVICES_DIR, path, 0o700, root_fd)
+        if create:
+            _mkdir(DEVICES_DIR, path, root_fd)
+        fd = _open_dir(DEVICES_DIR, path, root_fd)
         try:
             _check_ours(fd, path)
             yield fd
@@ -107,29 +211,31 @@ def ensure_root(root: Path) -> None:
     """Create *root* (0700) and its ``devices`` folder, or check the ones that exist.
 
     Refuses a root that is a symlink, is not a directory, is owned by another
-    user or is writable by group or others: another local user
-    could have made it first to steer what we create inside.
-    Its parent must exist (``/run``, ``$XDG_RUNTIME_DIR`` or ``/tmp``).
+    user or is writable by group or others (another local user could have made
+    it first to steer what we create inside), and a root reached through a
+    directory or symlink another user controls. Its parent must exist
+    (``/run``, ``$XDG_RUNTIME_DIR`` or ``/tmp``).
     """
-    try:
-        os.mkdir(root, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise RuntimeDirError(f"cannot create the runtime directory {root}: {exc.strerror}") from exc
-    with _devices_fd(root):
+    with _devices_fd(root, create=True):
         pass
 
 
 def make_device_dir(root: Path, device_id: str, uid: int) -> None:
-    """Create (or repair) the device's directory: 0700, owned by *uid*; never through a symlink."""
-    _check_device_id(device_id)
-    with _devices_fd(root) as devices:
+    """Create (or repair) the device's directory: 0700, owned by *uid*; never through a symlink.
+
+    Makes the root too when it is missing (a /tmp cleaner may have removed it), with
+    the checks of :func:`ensure_root`.
+    """
+    _check_name(device_id, "device id")
+    with _devices_fd(root, create=True) as devices:
         path = root / DEVICES_DIR / device_id
-        fd = _mkdir_open(device_id, path, 0o700, devices)
+        _mkdir(device_id, path, devices)
+        fd = _open_dir(device_id, path, devices)
         try:
             os.fchown(fd, uid, uid)
             os.fchmod(fd, 0o700)
+        except OSError as exc:
+            raise RuntimeDirError(f"cannot give {path} to uid {uid}: {exc.strerror}") from exc
         finally:
             os.close(fd)
 
@@ -137,8 +243,8 @@ def make_device_dir(root: Path, device_id: str, uid: int) -> None:
 @contextlib.contextmanager
 def open_device_dir(root: Path, device_id: str) -> Iterator[int]:
     """The device's directory as an open descriptor (raises RuntimeDirError if missing)."""
-    _check_device_id(device_id)
-    with _devices_fd(root) as devices:
+    _check_name(device_id, "device id")
+    with _devices_fd(root, create=False) as devices:
         fd = _open_dir(device_id, root / DEVICES_DIR / device_id, devices)
         try:
             yield fd
@@ -147,16 +253,24 @@ def open_device_dir(root: Path, device_id: str) -> Iterator[int]:
 
 
 def remove_device_dir(root: Path, device_id: str) -> None:
-    """Remove the device's directory and everything in it; symlinks inside are removed, not followed."""
-    _check_device_id(device_id)
+    """Remove the device's directory and everything in it; symlinks inside are removed, not followed.
+
+    Nothing to do when the directory (or the whole runtime directory) is gone.
+    """
+    _check_name(device_id, "device id")
     try:
-        with _devices_fd(root) as devices:
+        with _devices_fd(root, create=False) as devices:
+            # Refuses a symlink at the device's name with the usual message
+            # (only we write in devices/, so nothing can change it after).
+            os.close(_open_dir(device_id, root / DEVICES_DIR / device_id, devices))
             shutil.rmtree(device_id, dir_fd=devices)
     except FileNotFoundError:
         pass
-    except RuntimeDirError:
-        if os.path.lexists(root):
+    except RuntimeDirError as exc:
+        if not isinstance(exc.__cause__, FileNotFoundError):
             raise
+    except OSError as exc:
+        raise RuntimeDirError(f"cannot remove {root / DEVICES_DIR / device_id}: {exc}") from exc
 
 
 def write_private_file(root: Path, device_id: str, name: str, data: bytes, uid: int) -> None:
@@ -164,58 +278,62 @@ def write_private_file(root: Path, device_id: str, name: str, data: bytes, uid: 
 
     The file is written under a fresh temporary name (``O_EXCL|O_NOFOLLOW``) and
     renamed over *name*; a symlink planted at *name* is replaced, never followed.
+    A directory at *name* is refused (RuntimeDirError) and nothing is left behind.
     """
+    _check_name(name, "file name")
     with open_device_dir(root, device_id) as dir_fd:
         temporary = f".{name}.{secrets.token_hex(6)}"
-        fd = os.open(
-            temporary,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=dir_fd,
-        )
         try:
-            os.fchown(fd, uid, uid)
-            os.write(fd, data)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
+            fd = os.open(
+                temporary,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=dir_fd,
+            )
+            try:
+                os.fchown(fd, uid, uid)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=dir_fd)
-            raise
-        os.close(fd)
-        os.rename(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            raise RuntimeDirError(f"cannot write {name} for device {device_id}: {exc.strerror}") from exc
 
 
 def bind_private_socket(root: Path, device_id: str, name: str, uid: int) -> socket.socket:
     """A listening unix socket at the device's *name*, 0600 and owned by *uid*.
 
-    Whatever is at *name* (a stale socket, a planted symlink) is removed first.
-    The new node's mode and owner are set through an ``O_PATH`` descriptor of the
-    node itself, after checking it is a socket, so a symlink swapped in after
-    ``bind`` is refused (RuntimeDirError) instead of followed. The caller owns the
-    returned socket (non-blocking, ready for ``loop.create_unix_server(sock=…)``).
+    The socket is bound under a fresh name in ``devices/``, where only we write,
+    given its mode and owner there, and renamed over *name* in the device's
+    directory: whatever the device put at *name* (a stale socket, a symlink, a
+    file) is replaced, never followed, and there is no moment at which the
+    device could swap the node we chmod or chown. A directory at *name* is
+    refused (RuntimeDirError). The caller owns the returned socket (non-blocking,
+    ready for ``loop.create_unix_server(sock=…)``).
     """
-    with open_device_dir(root, device_id) as dir_fd:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=dir_fd)
+    _check_name(name, "socket name")
+    with _devices_fd(root, create=False) as devices, open_device_dir(root, device_id) as dir_fd:
+        staged = f".{name}.{secrets.token_hex(6)}"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(f"/proc/self/fd/{dir_fd}/{name}")
-            node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            try:
-                if not stat.S_ISSOCK(os.fstat(node).st_mode):
-                    raise RuntimeDirError(f"{name} of device {device_id} was replaced while it was made")
-                os.chmod(f"/proc/self/fd/{node}", 0o600)
-                os.chown(f"/proc/self/fd/{node}", uid, uid)
-            finally:
-                os.close(node)
+            sock.bind(f"/proc/self/fd/{devices}/{staged}")
+            # Only we write in devices/: the name is the node we just bound.
+            os.chmod(staged, 0o600, dir_fd=devices)
+            os.chown(staged, uid, uid, dir_fd=devices, follow_symlinks=False)
+            os.rename(staged, name, src_dir_fd=devices, dst_dir_fd=dir_fd)
             sock.listen(64)
             sock.setblocking(False)
-        except OSError as exc:
+        except BaseException as exc:
             sock.close()
-            raise RuntimeDirError(f"cannot make {name} for device {device_id}: {exc.strerror}") from exc
-        except BaseException:
-            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(staged, dir_fd=devices)
+            if isinstance(exc, OSError):
+                raise RuntimeDirError(f"cannot make {name} for device {device_id}: {exc.strerror}") from exc
             raise
         return sock
 
@@ -223,17 +341,27 @@ def bind_private_socket(root: Path, device_id: str, name: str, uid: int) -> sock
 def connect_socket(root: Path, device_id: str, name: str, timeout: float | None = None) -> socket.socket:
     """A blocking unix socket connected to the device's *name*, never through a symlink.
 
-    Raises RuntimeDirError when *name* is missing or not a socket (a symlink, a
-    file), OSError (ECONNREFUSED, …) when nothing listens.
+    Raises RuntimeDirError when *name* is missing or is not a socket the device
+    (or we) made: a symlink, a file, a FIFO, a socket with more than one link (a
+    hard link to someone else's) or owned by another user. OSError (ECONNREFUSED,
+    …) when nothing listens.
     """
+    _check_name(name, "socket name")
     with open_device_dir(root, device_id) as dir_fd:
         try:
             node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError as exc:
             raise RuntimeDirError(f"device {device_id} has no {name}") from exc
         try:
-            if not stat.S_ISSOCK(os.fstat(node).st_mode):
+            info = os.fstat(node)
+            if not stat.S_ISSOCK(info.st_mode):
                 raise RuntimeDirError(f"{name} of device {device_id} is not a socket; refused")
+            owners = (os.fstat(dir_fd).st_uid, os.geteuid())
+            if info.st_nlink != 1 or info.st_uid not in owners:
+                raise RuntimeDirError(
+                    f"{name} of device {device_id} is not the device's own socket "
+                    f"(uid {info.st_uid}, {info.st_nlink} links); refused"
+                )
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
             try:
@@ -248,6 +376,8 @@ def connect_socket(root: Path, device_id: str, name: str, timeout: float | None 
             os.close(node)
 
 
-def _check_device_id(device_id: str) -> None:
-    if not device_id or "/" in device_id or device_id in (".", "..") or "\0" in device_id:
-        raise RuntimeDirError(f"invalid device id {device_id!r}")
+def _check_name(name: str, what: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise RuntimeDirError(
+            f"invalid {what} {name!r}: 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+        )
