@@ -52,33 +52,60 @@ class Settings(BaseSettings):
     directory. Paths are created on demand by the components that own them.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+    # Each field's docstring is its description: README's settings table is
+    # rendered from them (python -m backend.config.docs README.md).
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore", use_attribute_docstrings=True)
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
-    runtime_dir: Path = Field(default_factory=_default_runtime_dir)
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, json_schema_extra={"shown_default": "`~/.local/share/corral`"}
+    )
+    """Database (the embedded Postgres cluster), signing secret, logs, wheel cache."""
+    runtime_dir: Path = Field(
+        default_factory=_default_runtime_dir,
+        json_schema_extra={
+            "shown_default": "`$XDG_RUNTIME_DIR/corral`, else `/run/corral` for root, else `/tmp/corral-UID`"
+        },
+    )
+    """The devices' private socket directories. Must be yours and writable by no one
+    else, as every directory on the way to it: Corral refuses it otherwise."""
     database_url: str | None = None
+    """``postgresql+asyncpg://user:pass@host/db`` of an external Postgres; unset runs
+    the embedded one in the data directory."""
     docker_host: str | None = None
+    """The Docker daemon; unset uses ``DOCKER_HOST``, else ``unix:///var/run/docker.sock``."""
     device_network: DeviceNetwork | None = None
-    """``None`` picks ``bridge`` when the daemon has one, else ``none``."""
-    device_uid: int | None = None
-    """uid the device processes run as; default the operator's, or 10001 for root."""
+    """What a device's browser can reach; unset picks ``bridge`` when Docker has one, else ``none``."""
+    device_uid: int | None = Field(None, json_schema_extra={"shown_default": "your uid (10001 for root)"})
+    """uid the device's processes run as, owner of its runtime directory."""
     device_cpus: float = 1.0
+    """CPUs each device container may use."""
     device_memory_mb: int = 1024
+    """Memory limit of each device container, in MiB."""
     image_prefix: str = "corral"
+    """Device images are ``<prefix>/<kind>:latest``, built on first use."""
     agent_token_ttl: float = 24 * 3600.0
+    """Seconds an agent token lives."""
     stream_token_ttl: float = 60.0
+    """Seconds a pane's stream URL stays valid before it is opened."""
     stream_host: str = "127.0.0.1"
+    """Address the stream proxy listens on."""
     stream_port: int = 0
-    """0 picks a free port at start."""
-    job_concurrency: int = Field(default_factory=lambda: default_concurrency())
+    """Port of the stream proxy; 0 picks a free one at start."""
+    job_concurrency: int = Field(
+        default_factory=lambda: default_concurrency(),
+        json_schema_extra={"shown_default": "2 per core, at most 1 per GiB of memory, 2..16"},
+    )
     """Provisioning jobs run at once; the default is sized to this host."""
     job_max_attempts: int = 3
+    """Attempts a job gets before it fails for good."""
     job_lease_seconds: float = 5.0
     """A killed worker's jobs are requeued within about 1.5 x this."""
     reconcile_interval: float = 10.0
+    """Seconds between passes that compare Docker's containers with the database."""
     parked_ttl_hours: float = 24.0
     """Devices left failed/stopped this long are removed; 0 keeps them forever."""
     boot_timeout: float = 60.0
+    """Seconds a new device has to show its screen and connect its agent."""
     grid_encoding: GridEncoding = "raw"
     """What the control room's panes ask devices for: raw pixels (cheapest on one
     machine), or Tight/JPEG (less data: many panes of full-screen motion, video)."""
