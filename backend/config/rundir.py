@@ -53,6 +53,7 @@ from backend.config.paths import DEVICES_DIR
 __all__ = [
     "bind_private_socket",
     "connect_socket",
+    "connect_socket_at",
     "ensure_root",
     "make_device_dir",
     "open_device_dir",
@@ -348,32 +349,50 @@ def connect_socket(root: Path, device_id: str, name: str, timeout: float | None 
     """
     _check_name(name, "socket name")
     with open_device_dir(root, device_id) as dir_fd:
+        return _connect_at(dir_fd, name, f"{name} of device {device_id}", timeout)
+
+
+def connect_socket_at(path: Path, timeout: float | None = None) -> socket.socket:
+    """As :func:`connect_socket`, for a device socket's path (``Settings.device_paths(id)``).
+
+    For callers that hold a path rather than the root and the device id. Neither
+    the socket nor its directory is followed if it is a symlink; the directories
+    above are not checked again (:func:`ensure_root` did when Corral started).
+    """
+    _check_name(path.name, "socket name")
+    dir_fd = _open_dir(path.parent, path.parent)
+    try:
+        return _connect_at(dir_fd, path.name, str(path), timeout)
+    finally:
+        os.close(dir_fd)
+
+
+def _connect_at(dir_fd: int, name: str, label: str, timeout: float | None) -> socket.socket:
+    try:
+        node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError as exc:
+        raise RuntimeDirError(f"{label} does not exist") from exc
+    try:
+        info = os.fstat(node)
+        if not stat.S_ISSOCK(info.st_mode):
+            raise RuntimeDirError(f"{label} is not a socket; refused")
+        owners = (os.fstat(dir_fd).st_uid, os.geteuid())
+        if info.st_nlink != 1 or info.st_uid not in owners:
+            raise RuntimeDirError(
+                f"{label} is not the device's own socket (uid {info.st_uid}, {info.st_nlink} links); refused"
+            )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
         try:
-            node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        except FileNotFoundError as exc:
-            raise RuntimeDirError(f"device {device_id} has no {name}") from exc
-        try:
-            info = os.fstat(node)
-            if not stat.S_ISSOCK(info.st_mode):
-                raise RuntimeDirError(f"{name} of device {device_id} is not a socket; refused")
-            owners = (os.fstat(dir_fd).st_uid, os.geteuid())
-            if info.st_nlink != 1 or info.st_uid not in owners:
-                raise RuntimeDirError(
-                    f"{name} of device {device_id} is not the device's own socket "
-                    f"(uid {info.st_uid}, {info.st_nlink} links); refused"
-                )
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            try:
-                # The magic link resolves to the node we checked, not to a path
-                # the device could have swapped since.
-                sock.connect(f"/proc/self/fd/{node}")
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        finally:
-            os.close(node)
+            # The magic link resolves to the node we checked, not to a path
+            # the device could have swapped since.
+            sock.connect(f"/proc/self/fd/{node}")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    finally:
+        os.close(node)
 
 
 def _check_name(name: str, what: str) -> None:

@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     """The Docker daemon; unset uses ``DOCKER_HOST``, else ``unix:///var/run/docker.sock``."""
     device_network: DeviceNetwork | None = None
     """What a device's browser can reach; unset picks ``bridge`` when Docker has one, else ``none``."""
-    device_uid: int | None = Field(None, json_schema_extra={"shown_default": "your uid (10001 for root)"})
+    device_uid: int | None = Field(
+        default=None, json_schema_extra={"shown_default": "your uid (10001 for root)"}
+    )
     """uid the device's processes run as, owner of its runtime directory."""
     device_cpus: float = 1.0
     """CPUs each device container may use."""

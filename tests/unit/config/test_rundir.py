@@ -461,9 +461,25 @@ def test_connect_socket_refuses_a_socket_of_another_uid(ready: Path) -> None:
 
 
 def test_connect_socket_to_nothing(ready: Path) -> None:
-    with pytest.raises(RuntimeDirError, match=r"device dev-1 has no vnc.sock"):
+    with pytest.raises(RuntimeDirError, match=r"vnc.sock of device dev-1 does not exist"):
         rundir.connect_socket(ready, DEVICE, "vnc.sock")
     with socket.socket(socket.AF_UNIX) as stale:
         stale.bind(str(ready / "devices" / DEVICE / "vnc.sock"))  # bound, never listening
     with pytest.raises(ConnectionRefusedError):
         rundir.connect_socket(ready, DEVICE, "vnc.sock", timeout=1)
+
+
+def test_connect_socket_at_a_path_refuses_the_same_plants(ready: Path, tmp_path: Path) -> None:
+    device = ready / "devices" / DEVICE
+    with _bind(ready) as server, rundir.connect_socket_at(device / "hub.sock", timeout=5) as client:
+        accepted, _ = server.accept()
+        accepted.close()
+        assert client.recv(1) == b""
+    (device / "vnc.sock").symlink_to(device / "hub.sock")
+    with pytest.raises(RuntimeDirError, match=rf"{device}/vnc.sock is not a socket; refused"):
+        rundir.connect_socket_at(device / "vnc.sock", timeout=1)
+    (ready / "devices" / "dev-2").symlink_to(device)  # a symlinked directory
+    with pytest.raises(RuntimeDirError, match="dev-2 is not a directory"):
+        rundir.connect_socket_at(ready / "devices" / "dev-2" / "hub.sock", timeout=1)
+    with pytest.raises(RuntimeDirError, match=rf"{device}/none.sock does not exist"):
+        rundir.connect_socket_at(device / "none.sock", timeout=1)
