@@ -244,11 +244,18 @@ def make_device_dir(root: Path, device_id: str, uid: int) -> None:
 @contextlib.contextmanager
 def open_device_dir(root: Path, device_id: str) -> Iterator[int]:
     """The device's directory as an open descriptor (raises RuntimeDirError if missing)."""
+    with _device_fds(root, device_id) as (_, fd):
+        yield fd
+
+
+@contextlib.contextmanager
+def _device_fds(root: Path, device_id: str) -> Iterator[tuple[int, int]]:
+    """``devices/`` and the device's directory, as open descriptors."""
     _check_name(device_id, "device id")
     with _devices_fd(root, create=False) as devices:
         fd = _open_dir(device_id, root / DEVICES_DIR / device_id, devices)
         try:
-            yield fd
+            yield devices, fd
         finally:
             os.close(fd)
 
@@ -318,7 +325,7 @@ def bind_private_socket(root: Path, device_id: str, name: str, uid: int) -> sock
     ready for ``loop.create_unix_server(sock=…)``).
     """
     _check_name(name, "socket name")
-    with _devices_fd(root, create=False) as devices, open_device_dir(root, device_id) as dir_fd:
+    with _device_fds(root, device_id) as (devices, dir_fd):
         staged = f".{name}.{secrets.token_hex(6)}"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -326,9 +333,9 @@ def bind_private_socket(root: Path, device_id: str, name: str, uid: int) -> sock
             # Only we write in devices/: the name is the node we just bound.
             os.chmod(staged, 0o600, dir_fd=devices)
             os.chown(staged, uid, uid, dir_fd=devices, follow_symlinks=False)
-            os.rename(staged, name, src_dir_fd=devices, dst_dir_fd=dir_fd)
-            sock.listen(64)
+            sock.listen(64)  # before it appears: the device's first connect finds a listener
             sock.setblocking(False)
+            os.rename(staged, name, src_dir_fd=devices, dst_dir_fd=dir_fd)
         except BaseException as exc:
             sock.close()
             with contextlib.suppress(OSError):
