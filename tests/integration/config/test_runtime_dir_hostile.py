@@ -173,6 +173,7 @@ def test_the_cli_says_what_to_do_in_one_line(settings: Settings, hostile: Path, 
 def root() -> Iterator[Path]:
     """A proper runtime directory with dev-1's directory, given to the device uid."""
     base = Path(tempfile.mkdtemp(prefix="crl-", dir="/tmp"))
+    rundir.ensure_root(base / "run")
     rundir.make_device_dir(base / "run", DEVICE, DEVICE_UID)
     yield base / "run"
     shutil.rmtree(base)

@@ -18,6 +18,7 @@ DEVICE_UID = 10001 if os.geteuid() == 0 else os.getuid()
 
 @pytest.fixture
 def device_dir(tmp_path: Path) -> Path:
+    rundir.ensure_root(tmp_path / "run")
     rundir.make_device_dir(tmp_path / "run", "dev-1", DEVICE_UID)
     return tmp_path / "run" / "devices" / "dev-1"
 
