@@ -99,25 +99,56 @@ def _trusted(info: os.stat_result) -> bool:
 
 
 def _open_root(root: Path, *, create: bool) -> int:
-    """Walk to *root* from ``/`` and open it (optionally creating it, 0700); refuses unsafe steps."""
-    target = Path(os.path.abspath(root))
-    if target == Path("/"):
-        raise RuntimeDirError("the runtime directory cannot be /; " + _elsewhere())
-    pending = list(target.parts[1:])
-    walked: list[str] = []  # the real path of the top of *fds*, below /
+    """Open *root* (optionally creating it, 0700), checked to be ours; refuses unsafe steps on the way."""
+    parent, name = _open_parent(root)
+    try:
+        if create:
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise RuntimeDirError(f"cannot create the runtime directory {root}: {exc.strerror}") from exc
+        fd = _open_dir(name, root, parent)
+    finally:
+        os.close(parent)
+    try:
+        _check_ours(fd, root)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_parent(root: Path) -> tuple[int, str]:
+    """Walk from ``/`` to the directory holding *root*, one ``openat`` at a time.
+
+    Returns it open and *root*'s last name. Each directory entered must be
+    :func:`_trusted`; a symlink on the way is followed (by us, not the kernel) only
+    when it belongs to root or to us, its directory being trusted already.
+    """
+    # Not normalised (abspath would drop "link/.." where the kernel follows the
+    # link first): ".." is resolved by the walk, as the kernel would.
+    target = Path(root).absolute()
+    if target.name in ("", ".."):
+        raise RuntimeDirError(
+            f"the runtime directory {root} must end with a directory's name; " + _elsewhere()
+        )
+    pending = list(target.parts[1:])  # the last one stays: it is the root itself
+    walked: list[str] = []  # the real path of fds[-1], below /
     fds = [os.open("/", _DIR_FLAGS)]
     links = 0
     try:
-        while len(pending) > 1 or (pending and pending[0] in (".", "..")):
+        while len(pending) > 1:
             name = pending.pop(0)
-            if name in ("", "."):
-                continue
+            here = Path("/", *walked)
             if name == "..":
                 if len(fds) > 1:
                     os.close(fds.pop())
                     walked.pop()
                 continue
-            here = Path("/", *walked)
+            if name == ".":
+                continue
             try:
                 info = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
             except OSError as exc:
@@ -125,10 +156,10 @@ def _open_root(root: Path, *, create: bool) -> int:
                     f"cannot reach the runtime directory {root}: {here / name}: {exc.strerror}"
                 ) from exc
             if stat.S_ISLNK(info.st_mode):
-                # The directory holding the link is trusted (checked when we
-                # entered it); in a sticky one, the link must also be root's or ours.
                 links += 1
-                if links > _MAX_SYMLINKS or info.st_uid not in (0, os.geteuid()):
+                if links > _MAX_SYMLINKS:
+                    raise RuntimeDirError(f"too many symlinks on the way to the runtime directory {root}")
+                if info.st_uid not in (0, os.geteuid()):
                     raise RuntimeDirError(
                         f"{here / name} (on the way to the runtime directory {root}) is a symlink "
                         f"made by uid {info.st_uid}; " + _elsewhere()
@@ -142,30 +173,15 @@ def _open_root(root: Path, *, create: bool) -> int:
                 continue
             fds.append(_open_dir(name, here / name, fds[-1]))
             walked.append(name)
-            if not _trusted(os.fstat(fds[-1])):
-                owner = os.fstat(fds[-1])
+            entered = os.fstat(fds[-1])
+            if not _trusted(entered):
                 raise RuntimeDirError(
                     f"{here / name} (on the way to the runtime directory {root}) can be changed by "
-                    f"other users (owner uid {owner.st_uid}, mode {stat.S_IMODE(owner.st_mode):o}); "
+                    f"other users (owner uid {entered.st_uid}, mode {stat.S_IMODE(entered.st_mode):o}); "
                     + _elsewhere()
                 )
-        if not pending:
-            raise RuntimeDirError(f"the runtime directory {root} resolves to /; " + _elsewhere())
-        name = pending[0]
-        if create:
-            try:
-                os.mkdir(name, 0o700, dir_fd=fds[-1])
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise RuntimeDirError(f"cannot create the runtime directory {root}: {exc.strerror}") from exc
-        fd = _open_dir(name, root, fds[-1])
-        try:
-            _check_ours(fd, root)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        parent = fds.pop()
+        return parent, pending[0]
     finally:
         for fd in fds:
             os.close(fd)

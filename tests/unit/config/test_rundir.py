@@ -110,9 +110,10 @@ def test_group_or_other_writable_root_is_refused(root: Path, mode: int) -> None:
     assert _mode_owner(root) == (mode, os.geteuid())
 
 
-def test_root_cannot_be_slash() -> None:
-    with pytest.raises(RuntimeDirError, match="cannot be /"):
-        rundir.ensure_root(Path("/"))
+@pytest.mark.parametrize("path", ["/", "/tmp/..", "/tmp/x/.."])
+def test_root_must_end_with_a_name(path: str) -> None:
+    with pytest.raises(RuntimeDirError, match=f"runtime directory {path} must end with a directory's name"):
+        rundir.ensure_root(Path(path))
 
 
 def test_missing_parent_is_a_clear_error(tmp_path: Path) -> None:
@@ -169,6 +170,10 @@ def test_dot_dot_through_a_symlink_goes_where_the_kernel_goes(tmp_path: Path) ->
     (tmp_path / "up").symlink_to("a/b/..")
     rundir.ensure_root(tmp_path / "up" / "other")
     assert (tmp_path / "a" / "other" / "devices").is_dir()
+    # link/.. is the link's target's parent, not the link's directory
+    rundir.ensure_root(tmp_path / "link" / ".." / "third")
+    assert (tmp_path / "a" / "third" / "devices").is_dir()
+    assert not (tmp_path / "third").exists()
 
 
 @ROOT_ONLY
@@ -187,7 +192,7 @@ def test_a_symlink_planted_by_another_uid_in_a_sticky_ancestor_is_refused(
 
 def test_a_symlink_loop_on_the_way_is_refused(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to("loop")
-    with pytest.raises(RuntimeDirError, match="is a symlink"):
+    with pytest.raises(RuntimeDirError, match="too many symlinks on the way"):
         rundir.ensure_root(tmp_path / "loop" / "run")
 
 
