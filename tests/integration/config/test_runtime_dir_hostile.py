@@ -92,18 +92,20 @@ def _assert_untouched(victim: Path) -> None:
 def hostile(victim: Path) -> Iterator[Path]:
     """``/tmp/crl-h-…`` made first by nobody, 0777, with devices/dev-1 a symlink to *victim*."""
     path = Path(f"/tmp/crl-h-{secrets.token_hex(4)}")
-    _run_as(
-        NOBODY,
-        f"""
-        import os
-        os.mkdir({str(path)!r}); os.chmod({str(path)!r}, 0o777)
-        os.mkdir({str(path / "devices")!r}); os.chmod({str(path / "devices")!r}, 0o777)
-        os.symlink({str(victim)!r}, {str(path / "devices" / DEVICE)!r})
-        """,
-    )
-    assert (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode)) == (NOBODY, 0o777)
-    yield path
-    shutil.rmtree(path)
+    try:
+        _run_as(
+            NOBODY,
+            f"""
+            import os
+            os.mkdir({str(path)!r}); os.chmod({str(path)!r}, 0o777)
+            os.mkdir({str(path / "devices")!r}); os.chmod({str(path / "devices")!r}, 0o777)
+            os.symlink({str(victim)!r}, {str(path / "devices" / DEVICE)!r})
+            """,
+        )
+        assert (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode)) == (NOBODY, 0o777)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _refusal(path: Path) -> str:
@@ -173,10 +175,12 @@ def test_the_cli_says_what_to_do_in_one_line(settings: Settings, hostile: Path, 
 def root() -> Iterator[Path]:
     """A proper runtime directory with dev-1's directory, given to the device uid."""
     base = Path(tempfile.mkdtemp(prefix="crl-", dir="/tmp"))
-    rundir.ensure_root(base / "run")
-    rundir.make_device_dir(base / "run", DEVICE, DEVICE_UID)
-    yield base / "run"
-    shutil.rmtree(base)
+    try:
+        rundir.ensure_root(base / "run")
+        rundir.make_device_dir(base / "run", DEVICE, DEVICE_UID)
+        yield base / "run"
+    finally:
+        shutil.rmtree(base)
 
 
 def _device_fd(root: Path) -> int:
