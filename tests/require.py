@@ -37,7 +37,7 @@ COMPONENTS = frozenset({"docker", "postgres", "display", "xvnc"})
 server starts; display: an X display (Xvfb) for the GUI tests; xvnc: TigerVNC's
 Xvnc and Chromium, the fake devices of the stream and grid tests."""
 
-_ALLOWED_PREFIX = "[allowed skip] "
+_ALLOWED_PREFIX = f"not in {ENV}: "
 """Marks the reason of a skip from :func:`missing` for a component not required."""
 
 
