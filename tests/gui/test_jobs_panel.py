@@ -162,8 +162,15 @@ def test_provisioning_and_removal_show_progress_and_device_names(qtbot, window, 
 def test_the_panel_lists_only_while_shown(qtbot, window, corral):
     feed = window.jobs_feed()
     assert not window.jobs_dock().isVisible()
-    run_async(qtbot, corral.provision("browser", 1, env={"CORRAL_SCREEN": "bad"}))
-    qtbot.wait(300)
+    # Job listeners are called in the order they subscribed: once this one (after
+    # the feed's) has seen the provision's changes, so has the feed.
+    changes: list[None] = []
+    unsubscribe = corral.add_jobs_listener(lambda: changes.append(None))
+    try:
+        run_async(qtbot, corral.provision("browser", 1, env={"CORRAL_SCREEN": "bad"}))
+        qtbot.waitUntil(lambda: len(changes) >= 1, timeout=10_000)
+    finally:
+        unsubscribe()
     assert feed.listings == 0
 
     panel = _show_jobs(qtbot, window)

@@ -86,7 +86,7 @@ def _wait_until_ready(qtbot: Any, window: Any, device_ids: list[str]) -> None:
         raise AssertionError(f"{exc}; devices are {states()}") from None
 
 
-def test_four_real_devices_stream_into_the_grid_and_take_input(qtbot, window, corral, tmp_path):
+def test_four_real_devices_stream_into_the_grid_and_take_input(qtbot, window, corral, tmp_path, monkeypatch):
     grid = window.grid()
     expected: dict[str, str] = {}
     for colour in COLOURS:
@@ -150,18 +150,29 @@ def test_four_real_devices_stream_into_the_grid_and_take_input(qtbot, window, co
     assert evaluate(qtbot, grid, f"corralGrid.viewOnly('{other}')") is True
 
     # Remove all through the window: it asks first (Cancel keeps them), then removes.
+    # Every removal the window asks for is recorded: the one after "Remove" must be
+    # the only one, so the Cancel before it asked for none.
+    removals: list[list[str]] = []
+    real_remove = corral.remove
+
+    async def recording_remove(device_ids: list[str]) -> None:
+        removals.append(sorted(device_ids))
+        await real_remove(device_ids)
+
+    monkeypatch.setattr(corral, "remove", recording_remove)
     window.sidebar().table().selectAll()
     window.action("remove").trigger()
     box = window.findChild(QMessageBox, "confirmRemove")
     assert box is not None and box.text() == "Remove 4 devices?"
     box.button(QMessageBox.StandardButton.Cancel).click()
-    qtbot.wait(300)
     assert sorted(grid.pane_ids()) == sorted(ids)
 
     window.action("remove").trigger()
     qtbot.waitUntil(lambda: window.findChild(QMessageBox, "confirmRemove") is not None)
     box = window.findChild(QMessageBox, "confirmRemove")
     next(button for button in box.buttons() if button.text() == "Remove").click()
+    qtbot.waitUntil(lambda: removals != [], timeout=10_000)
+    assert removals == [sorted(ids)]
     qtbot.waitUntil(lambda: grid.pane_ids() == [], timeout=60_000)
     qtbot.waitUntil(lambda: window.model().rowCount() == 0, timeout=60_000)
     assert window.status().counts_text() == "No devices"
@@ -208,9 +219,19 @@ def test_unreachable_docker_shows_the_banner_and_nothing_crashes(qtbot, corral_w
         error = panel.model().index(panel.model().row_of(job.id), JobColumn.ERROR).data()
         assert error.startswith("Cannot reach the Docker daemon at unix:///nonexistent.sock.")
 
-        # Checking again keeps the banner; nothing popped up, nothing crashed.
-        window.banner().findChild(QPushButton).click()
-        qtbot.wait(500)
+        # Checking again keeps the banner; nothing popped up, nothing crashed. The
+        # check's result reaching the banner is the signal that it is over.
+        shown: list[object] = []
+        real_show = window.banner().show_health
+
+        def recording_show(health: object) -> None:
+            real_show(health)
+            shown.append(health)
+
+        window.banner().show_health = recording_show  # this window dies with the block
+        with qtbot.waitSignal(window.banner().retry_requested, timeout=5000):
+            window.banner().findChild(QPushButton).click()
+        qtbot.waitUntil(lambda: shown != [], timeout=15_000)
         assert window.banner().isVisible()
         assert window.findChild(QMessageBox, "errorBox") is None
         assert window.isVisible()

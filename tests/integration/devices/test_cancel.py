@@ -1,4 +1,9 @@
-"""Cancelling a running provision stops it and cleans up what it made."""
+"""Cancelling a running provision stops it and cleans up what it made.
+
+Deterministic: the runtime's ``create`` is held (a test-side wrapper on the real
+DockerRuntime) until the cancel has been committed, then the real container is
+made; the handler's next progress report reads the cancel and stops there.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,56 @@ import asyncio
 import pytest
 
 from backend.corral import Corral
+from backend.runtime.base import DeviceSpec, Instance
 
 pytestmark = pytest.mark.docker
 
 
-async def test_cancel_running_provision_cleans_up(corral: Corral) -> None:
+class HeldCreate:
+    """Wraps ``runtime.create``: the first call waits for :attr:`release`; later calls pass through."""
+
+    def __init__(self, corral: Corral) -> None:
+        self.real = corral.runtime.create
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.created: list[Instance] = []
+
+    async def __call__(self, spec: DeviceSpec) -> Instance:
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.release.wait()
+        instance = await self.real(spec)
+        self.created.append(instance)
+        return instance
+
+
+async def _job_state(corral: Corral, job_id: int) -> str:
+    return next(j for j in await corral.jobs() if j.id == job_id).state
+
+
+async def test_cancel_running_provision_cleans_up(corral: Corral, monkeypatch: pytest.MonkeyPatch) -> None:
     await corral.runtime.ensure_image("browser")
+    held = HeldCreate(corral)
+    monkeypatch.setattr(corral.runtime, "create", held)
     (device,) = await corral.provision("browser", 1, env={"CORRAL_START_URL": "about:blank"})
     (job,) = [j for j in await corral.jobs() if j.device_id == device.id]
+
     async with asyncio.timeout(60):
-        while (await corral.device(device.id)).state not in ("provisioning", "booting"):
-            await asyncio.sleep(0.02)
-    await corral.cancel_job(job.id)
+        await held.entered.wait()
+    assert (await corral.device(device.id)).state == "provisioning"
+    assert await _job_state(corral, job.id) == "running"
+    cancelled = await corral.cancel_job(job.id)
+    assert cancelled.cancel_requested is True
+    held.release.set()
+
     async with asyncio.timeout(60):
-        while (current := next(j for j in await corral.jobs() if j.id == job.id)).state == "running":
+        while (state := await _job_state(corral, job.id)) == "running":
             await asyncio.sleep(0.05)
+    assert state == "cancelled"
+    # The container was made after the cancel, and removed again by the clean-up.
+    (made,) = held.created
+    assert made.device_id == device.id
     final = await corral.device(device.id)
-    if current.state == "succeeded":
-        pytest.skip("the device came up before the cancel was seen")
-    assert current.state == "cancelled"
     assert (final.state, final.reason) == ("failed", "provisioning cancelled")
     assert await corral.runtime.find(device.id) is None
     assert not corral.settings.device_dir(device.id).exists()
@@ -33,10 +69,9 @@ async def test_cancel_running_provision_cleans_up(corral: Corral) -> None:
     retried = await corral.retry_job(job.id)
     assert retried.state in ("queued", "running")
     async with asyncio.timeout(120):
-        while (again := next(j for j in await corral.jobs() if j.id == job.id)).state in (
-            "queued",
-            "running",
-        ):
+        while (state := await _job_state(corral, job.id)) in ("queued", "running"):
             await asyncio.sleep(0.1)
-    assert again.state == "succeeded", again.error
+    again = next(j for j in await corral.jobs() if j.id == job.id)
+    assert state == "succeeded", again.error
     assert (await corral.device(device.id)).state == "ready"
+    assert len(held.created) == 2

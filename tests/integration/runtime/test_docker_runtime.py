@@ -24,6 +24,7 @@ from backend.runtime.base import DeviceSpec
 from backend.runtime.containers import owner_id
 from backend.runtime.docker import DockerRuntime
 from backend.runtime.exceptions import RuntimeUnavailable
+from tests.require import missing
 
 BOOT_TIMEOUT_S = 20.0
 
@@ -67,7 +68,7 @@ async def runtime(runtime_settings: Settings) -> AsyncIterator[DockerRuntime]:
         await runtime.ping()
     except RuntimeUnavailable as exc:
         await runtime.close()
-        pytest.skip(f"Docker daemon unreachable: {exc}")
+        missing("docker", f"Docker daemon unreachable: {exc}")
     try:
         yield runtime
     finally:

@@ -16,13 +16,14 @@ from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
 from backend.stream import StreamProxy
 from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
+from tests.require import missing
 from tests.xvnc import XVNC, start_xvnc
 
 
 @pytest.fixture(scope="module")
 def farm() -> Iterator[Farm]:
     if not os.access(XVNC, os.X_OK):
-        pytest.skip("TigerVNC Xvnc is not installed (apt install tigervnc-standalone-server)")
+        missing("xvnc", "TigerVNC Xvnc is not installed (apt install tigervnc-standalone-server)")
     # A short root: unix socket paths must stay under 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="corral-st-", dir="/tmp"))
     settings = Settings(runtime_dir=root / "run", data_dir=root / "data")
