@@ -65,7 +65,12 @@ class Settings(BaseSettings):
     device_cpus: float = 1.0
     device_memory_mb: int = 1024
     image_prefix: str = "corral"
-    agent_token_ttl: float = 24 * 3600.0
+    agent_session_ttl: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds a session token lives: the agent derives one from its device's
+    credential file for every connection; the hub admits each once."""
+    agent_replace_interval: float = Field(default=5.0, ge=0)
+    """A new agent connection replaces a device's live one at most this often;
+    sooner it is refused (HTTP 429), so two holders of one credential cannot fight."""
     stream_token_ttl: float = 60.0
     stream_host: str = "127.0.0.1"
     stream_port: int = 0

@@ -7,7 +7,10 @@
 #   /run/corral           host directory (0700, owned by the device uid), bind-mounted rw
 #   /run/corral/vnc.sock  RFB (VNC) over a unix socket, mode 0600; appears once Xvnc listens
 #   /run/corral/hub.sock  the hub's socket for the agent; created by the host, may come late
-#   env CORRAL_DEVICE_ID, CORRAL_DEVICE_NAME, CORRAL_AGENT_TOKEN (read by the agent)
+#   /run/corral/agent.cred  the device's agent credential (0600), written and rotated by
+#                         the host; the agent re-reads it before every connection. No
+#                         secret is ever passed in the environment or on a command line.
+#   env CORRAL_DEVICE_ID, CORRAL_DEVICE_NAME (read by the agent and the start page)
 #   env CORRAL_SCREEN     WIDTHxHEIGHTxDEPTH, default 1024x768x24
 #   env CORRAL_START_URL  first page; empty shows the baked-in start page
 #   env CORRAL_ANIMATE=1  start page runs an animation (fps benchmarks), paced to
