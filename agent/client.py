@@ -101,6 +101,8 @@ class AgentClient:
                     await self._serve(connection)
             except InvalidStatus as exc:
                 not_before = self._refused(exc)
+            except _CredentialMissing as exc:
+                log.info("%s; retrying", exc)
             except _CredentialUnavailable as exc:
                 log.error("%s; retrying", exc)
             except (OSError, ConnectionClosed, InvalidURI, InvalidHandshake, TimeoutError) as exc:
@@ -115,6 +117,12 @@ class AgentClient:
     async def _session_token(self) -> str:
         try:
             data = await asyncio.to_thread(_read_small, self._credential_path)
+        except FileNotFoundError as exc:
+            # Normal while the host is down or has not served this device yet.
+            raise _CredentialMissing(
+                f"no agent credential at {self._credential_path} yet (the host writes it when it serves"
+                " the device)"
+            ) from exc
         except OSError as exc:
             raise _CredentialUnavailable(
                 f"cannot read the agent credential {self._credential_path}: {exc.strerror or exc}"
@@ -189,7 +197,11 @@ class AgentClient:
 
 
 class _CredentialUnavailable(Exception):
-    """The credential file is missing, unreadable or not a credential for this device."""
+    """The credential file is unreadable or not a credential for this device."""
+
+
+class _CredentialMissing(_CredentialUnavailable):
+    """There is no credential file (yet)."""
 
 
 def _read_small(path: str, limit: int = 4096) -> bytes:

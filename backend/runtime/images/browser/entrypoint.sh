@@ -1,5 +1,5 @@
 #!/bin/bash
-# Corral browser device: Xvnc, then Chromium and the agent, supervised.
+# Corral browser device: the agent and Xvnc, then Chromium, supervised.
 #
 # Runs as the device's non-root uid under tini (PID 1, `tini -g`).
 #
@@ -139,6 +139,10 @@ run_agent() {
     exec /opt/corral/venv/bin/python -m agent
 }
 
+# The agent needs no screen: started first, it says hello while Xvnc comes up
+# (a recovering device is ready as soon as both are, not one after the other).
+supervise agent run_agent &
+
 Xvnc "$DISPLAY" -rfbunixpath "$VNC_SOCKET" -rfbunixmode 0600 -rfbport -1 \
     -nolisten tcp -nolisten local -SecurityTypes None -AlwaysShared \
     -geometry "${width}x${height}" -depth "$depth" \
@@ -156,7 +160,6 @@ fi
 log "Xvnc ready on $DISPLAY (${width}x${height}x${depth}), VNC at $VNC_SOCKET"
 
 supervise chromium run_chromium "$(start_url)" &
-supervise agent run_agent &
 
 wait "$xvnc_pid"
 rc=$?
