@@ -97,6 +97,7 @@ async def test_agent_says_hello_answers_commands_and_reconnects(hub_settings: Se
 
         # The hub goes away (the credential is revoked with it) and comes back
         # with a new credential: the agent re-reads it and reconnects by itself.
+        revoked_token = _token(hub_settings)
         await hub.close_device("dev1")
         assert not hub.is_connected("dev1")
         assert not credential.exists()
@@ -104,6 +105,7 @@ async def test_agent_says_hello_answers_commands_and_reconnects(hub_settings: Se
         await hub.wait_hello("dev1", timeout=10)
         assert client.connections == 2
         assert recorder.hellos == ["dev1", "dev1"]
+        assert await _status_of(path, revoked_token) == 401
     finally:
         client.stop()
         await asyncio.wait_for(task, 5)
