@@ -1,7 +1,10 @@
 """``corral-agent`` / ``python -m agent``: connect this device to its hub.
 
-Reads CORRAL_DEVICE_ID, CORRAL_AGENT_TOKEN and CORRAL_HUB_SOCKET (default
-/run/corral/hub.sock) from the environment.
+Reads from the environment CORRAL_DEVICE_ID, CORRAL_HUB_SOCKET (default
+/run/corral/hub.sock) and CORRAL_AGENT_CREDENTIAL (default
+/run/corral/agent.cred). The credential is a file the host writes and rotates;
+it is never passed in the environment. The agent re-reads it before every
+connection attempt, so a rotation needs no restart.
 """
 
 from __future__ import annotations
@@ -13,17 +16,26 @@ import signal
 import sys
 
 from agent.client import AgentClient
+from agent.protocol import CREDENTIAL_FILE
+
+__all__ = ["DEFAULT_CREDENTIAL", "DEFAULT_HUB_SOCKET", "main"]
+
+DEFAULT_HUB_SOCKET = "/run/corral/hub.sock"
+DEFAULT_CREDENTIAL = f"/run/corral/{CREDENTIAL_FILE}"
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="agent %(levelname)s %(message)s")
     try:
         device_id = os.environ["CORRAL_DEVICE_ID"]
-        token = os.environ["CORRAL_AGENT_TOKEN"]
     except KeyError as exc:
         print(f"corral-agent: {exc.args[0]} is not set", file=sys.stderr)
         return 2
-    client = AgentClient(os.environ.get("CORRAL_HUB_SOCKET", "/run/corral/hub.sock"), device_id, token)
+    client = AgentClient(
+        os.environ.get("CORRAL_HUB_SOCKET", DEFAULT_HUB_SOCKET),
+        device_id,
+        os.environ.get("CORRAL_AGENT_CREDENTIAL", DEFAULT_CREDENTIAL),
+    )
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -1,21 +1,47 @@
-"""Wire messages between a device agent and the hub.
+"""Wire formats between a device agent and the hub: messages and authentication.
 
-One JSON text frame carries one message. Every message is a pydantic model keyed
-by its ``type`` literal; :func:`decode` turns a frame into a model or raises
-:class:`ProtocolError`, :func:`encode` does the reverse. Pure: no I/O here, so
-both sides (and their tests) share it without sockets.
+Messages: one JSON text frame carries one message. Every message is a pydantic
+model keyed by its ``type`` literal; :func:`decode` turns a frame into a model or
+raises :class:`ProtocolError`, :func:`encode` does the reverse.
+
+Authentication: the host writes the device's *credential* to
+``/run/corral/agent.cred`` (:data:`CREDENTIAL_FILE`, 0600, owned by the device
+uid; never in the container's environment). It is one JSON object,
+``{"version": 1, "device_id": …, "key": <base64url of 32 random bytes>,
+"session_ttl": <seconds>}``, read with :func:`decode_credential`. For every
+connection the agent derives a *session token* from it (:func:`session_token`)::
+
+    s1.<device_id>.<expires>.<nonce>.<base64url HMAC-SHA256(key, "s1.<device_id>.<expires>.<nonce>")>
+
+and sends it as ``Authorization: Bearer <token>`` with the WebSocket handshake.
+The hub (``backend.auth.credentials``) holds the same key, refuses a token that is
+forged, expired, claims to live longer than the session TTL, or was used before,
+and refuses every token once the host rotated or revoked the key.
+
+Pure: no I/O here, so both sides (and their tests) share it without sockets.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
+    "CREDENTIAL_FILE",
+    "CREDENTIAL_KEY_BYTES",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
+    "SESSION_TOKEN_VERSION",
     "Command",
+    "Credential",
     "ErrorMessage",
     "Event",
     "Hello",
@@ -23,7 +49,11 @@ __all__ = [
     "ProtocolError",
     "Result",
     "decode",
+    "decode_credential",
     "encode",
+    "encode_credential",
+    "session_signature",
+    "session_token",
 ]
 
 PROTOCOL_VERSION = 1
@@ -99,3 +129,70 @@ def decode(frame: str | bytes) -> Hello | Command | Result | Event | ErrorMessag
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "frame"
         raise ProtocolError("invalid_message", f"{where}: {first['msg']}") from exc
+
+
+# --- authentication ------------------------------------------------------------------
+
+CREDENTIAL_FILE = "agent.cred"
+"""The credential's name in the device's runtime directory (``/run/corral`` inside)."""
+CREDENTIAL_KEY_BYTES = 32
+SESSION_TOKEN_VERSION = "s1"
+_DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Credential(_Message):
+    """The content of :data:`CREDENTIAL_FILE`."""
+
+    version: Literal[1] = 1
+    device_id: str = Field(pattern=_DEVICE_ID.pattern)
+    key: str = Field(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    """base64url (no padding) of the random key."""
+    session_ttl: float = Field(gt=0, le=3600)
+    """How long a session token may live; the hub refuses longer ones."""
+
+    @property
+    def key_bytes(self) -> bytes:
+        return _b64decode(self.key)
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_credential(device_id: str, key: bytes, session_ttl: float) -> bytes:
+    """The bytes of a credential file for *device_id* holding *key*."""
+    credential = Credential(device_id=device_id, key=_b64encode(key), session_ttl=session_ttl)
+    return (credential.model_dump_json() + "\n").encode()
+
+
+def decode_credential(data: bytes) -> Credential:
+    """Parse a credential file. Raises ProtocolError (never anything else) when it is not one."""
+    try:
+        credential = Credential.model_validate_json(data)
+        key = credential.key_bytes
+    except (ValidationError, binascii.Error, ValueError) as exc:
+        raise ProtocolError("bad_credential", f"not a Corral agent credential: {exc}") from exc
+    if len(key) < CREDENTIAL_KEY_BYTES:
+        raise ProtocolError("bad_credential", "credential key is too short")
+    return credential
+
+
+def session_signature(key: bytes, body: str) -> str:
+    """base64url HMAC-SHA256 of *body* under *key*: the last part of a session token."""
+    return _b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest())
+
+
+def session_token(credential: Credential, *, now: float | None = None, nonce: str | None = None) -> str:
+    """A new session token from *credential*, valid for its ``session_ttl`` from *now*.
+
+    Each call makes a new random nonce unless *nonce* is given (tests); the hub
+    admits each token once.
+    """
+    expires = int((time.time() if now is None else now) + credential.session_ttl)
+    nonce = nonce if nonce is not None else secrets.token_urlsafe(16)
+    body = f"{SESSION_TOKEN_VERSION}.{credential.device_id}.{expires}.{nonce}"
+    return f"{body}.{session_signature(credential.key_bytes, body)}"

@@ -27,6 +27,7 @@ from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.hub import Hub, HubListener
+from backend.hub.events import EventCoalescer
 from backend.jobs.store import JobStore
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
@@ -75,14 +76,19 @@ def _job_info(job: Job) -> JobInfo:
 
 
 class _HubEvents(HubListener):
+    """Agent disconnects and refusals as device events, coalesced (see EventCoalescer)."""
+
     def __init__(self, store: DeviceStore) -> None:
-        self._store = store
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._events = EventCoalescer(store.add_event)
 
     def on_disconnect(self, device_id: str) -> None:
-        task = asyncio.create_task(self._store.add_event(device_id, "agent", "agent disconnected"))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._events.add(device_id, "agent", "agent disconnected")
+
+    def on_refused(self, device_id: str, reason: str) -> None:
+        self._events.add(device_id, "agent-refused", f"agent refused: {reason}")
+
+    async def stop(self) -> None:
+        await self._events.stop()
 
 
 class Corral:
@@ -94,7 +100,8 @@ class Corral:
         self.runtime = runtime
         self._secret = secret
         self.store = DeviceStore(database, max_attempts=settings.job_max_attempts)
-        self.hub = Hub(settings, secret, _HubEvents(self.store))
+        self._hub_events = _HubEvents(self.store)
+        self.hub = Hub(settings, self._hub_events)
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
         self.jobs_store = JobStore(database)
         self._listeners: list[DeviceListener] = []
@@ -189,6 +196,7 @@ class Corral:
             await self._worker.stop()
             self._worker = None
         await self.hub.stop()
+        await self._hub_events.stop()
         if self._stream is not None:
             await self._stream.stop()  # type: ignore[attr-defined]
         if self._host_connection is not None:

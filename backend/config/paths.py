@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CONTAINER_RUN_DIR", "DEVICES_DIR", "HUB_SOCKET", "VNC_SOCKET", "DevicePaths"]
+__all__ = ["AGENT_CREDENTIAL", "CONTAINER_RUN_DIR", "DEVICES_DIR", "HUB_SOCKET", "VNC_SOCKET", "DevicePaths"]
 
 CONTAINER_RUN_DIR = "/run/corral"
 """Where the device's host runtime directory appears inside its container."""
@@ -20,6 +20,8 @@ VNC_SOCKET = "vnc.sock"
 """The device's screen: RFB over a unix socket, served by Xvnc in the container."""
 HUB_SOCKET = "hub.sock"
 """The hub's socket for the device's agent, served by the host."""
+AGENT_CREDENTIAL = "agent.cred"
+"""The device's agent credential (0600, written by the host; ``agent.protocol.CREDENTIAL_FILE``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +37,7 @@ class DevicePaths:
     @property
     def hub_socket(self) -> Path:
         return self.dir / HUB_SOCKET
+
+    @property
+    def agent_credential(self) -> Path:
+        return self.dir / AGENT_CREDENTIAL

@@ -85,8 +85,12 @@ class Settings(BaseSettings):
     """Memory limit of each device container, in MiB."""
     image_prefix: str = "corral"
     """Device images are ``<prefix>/<kind>:latest``, built on first use."""
-    agent_token_ttl: float = 24 * 3600.0
-    """Seconds an agent token lives."""
+    agent_session_ttl: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds a session token lives: the agent derives one from its device's
+    credential file for every connection; the hub admits each once."""
+    agent_replace_interval: float = Field(default=5.0, ge=0)
+    """A new agent connection replaces a device's live one at most this often;
+    sooner it is refused (HTTP 429), so two holders of one credential cannot fight."""
     stream_token_ttl: float = 60.0
     """Seconds a pane's stream URL stays valid before it is opened."""
     stream_host: str = "127.0.0.1"

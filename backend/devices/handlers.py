@@ -89,13 +89,16 @@ class DeviceHandlers:
         await asyncio.gather(*pending, return_exceptions=True)
         await report(0.55, "starting container")
         self.prepare_dir(device_id)
+        # Every attempt (a first provision, a recovery) gets a new credential; the
+        # agent reads it from its runtime directory, never from the environment.
+        await self._hub.rotate_credential(device_id)
         await self._hub.listen(device_id)
         spec = DeviceSpec(
             device_id=device_id,
             name=name,
             kind=kind,
             runtime_dir=self._settings.device_dir(device_id),
-            env={"CORRAL_AGENT_TOKEN": self._hub.agent_token(device_id), **job.payload.get("env", {})},
+            env=dict(job.payload.get("env", {})),
         )
         await self._runtime.create(spec)
         await self._store.transition(device_id, S.BOOTING)
@@ -104,7 +107,13 @@ class DeviceHandlers:
         await self._store.transition(device_id, S.READY)
 
     async def _wait_until_up(self, job: JobContext, device_id: str) -> None:
-        deadline = time.monotonic() + self._settings.boot_timeout
+        """Return once the screen answers and the agent said hello; raise BootFailed otherwise.
+
+        When the hub refused the agent during the wait, the timeout says why
+        ("agent refused: …"): a device whose agent cannot authenticate is never ``ready``.
+        """
+        started = time.monotonic()
+        deadline = started + self._settings.boot_timeout
         vnc_socket = self._settings.device_paths(device_id).vnc_socket
         vnc_ok = hello_ok = False
         while time.monotonic() < deadline:
@@ -124,9 +133,10 @@ class DeviceHandlers:
             with contextlib.suppress(TimeoutError):
                 await self._hub.wait_hello(device_id, timeout=0.1 if hello_ok or not vnc_ok else 0.5)
         missing = [what for what, ok in (("screen (VNC)", vnc_ok), ("agent", hello_ok)) if not ok]
-        raise BootFailed(
-            f"device did not come up within {self._settings.boot_timeout:.0f}s: no {' or '.join(missing)}"
-        )
+        refused = None if hello_ok else self._hub.refusal_since(device_id, started)
+        why = f" (agent refused: {refused})" if refused else ""
+        within = f"{self._settings.boot_timeout:.0f}s"
+        raise BootFailed(f"device did not come up within {within}: no {' or '.join(missing)}{why}")
 
     async def remove(self, job: JobContext) -> None:
         device_id = _device_id(job)

@@ -1,4 +1,5 @@
-"""Agent hub: per-device unix-socket WebSocket servers, signed agent tokens (backend.auth)."""
+"""Agent hub: per-device unix-socket WebSocket servers; agents authenticate with
+session tokens from their device credential (backend.auth.credentials)."""
 
 from backend.hub.exceptions import HubError
 from backend.hub.server import Hub, HubListener

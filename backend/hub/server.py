@@ -2,8 +2,17 @@
 
 Each device's agent reaches the hub only through ``hub.sock`` in the device's
 private runtime directory (mounted into its container); no TCP. The connection
-must also carry the device's signed agent token (``Authorization: Bearer …``),
-checked before the WebSocket handshake completes.
+must also carry a session token derived from the device's credential
+(``Authorization: Bearer …``), checked before the WebSocket handshake completes;
+see :mod:`backend.auth.credentials`. The hub owns the credentials: it writes the
+device's credential file when it starts serving the device (a new key on every
+host start) and on :meth:`Hub.rotate_credential`, and revokes it (file removed,
+tokens refused) in :meth:`Hub.close_device`.
+
+One live connection per device. A new admitted connection replaces the live one
+at once (the old one is closed in the background, never waited for), but at most
+once per ``agent_replace_interval``: sooner, it is refused with HTTP 429, so two
+holders of one credential cannot take turns without end.
 """
 
 from __future__ import annotations
@@ -12,7 +21,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
+import time
+from collections import Counter
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -23,17 +35,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.protocol import MAX_FRAME_BYTES, Command, Event, Hello, Result, encode
-from backend.auth import tokens
+from backend.auth.credentials import DeviceCredentials
 from backend.auth.exceptions import TokenError
 from backend.config import Settings, rundir
 from backend.config.exceptions import RuntimeDirError
-from backend.config.paths import HUB_SOCKET
+from backend.config.paths import AGENT_CREDENTIAL, HUB_SOCKET
 from backend.hub.exceptions import HubError
 from backend.hub.session import AgentSession
 
 __all__ = ["Hub", "HubListener"]
 
 log = logging.getLogger(__name__)
+
+RETIRE_TIMEOUT = 0.5
+"""Seconds a replaced connection gets to finish its close handshake before it is aborted."""
 
 
 class HubListener:
@@ -45,6 +60,8 @@ class HubListener:
 
     def on_disconnect(self, device_id: str) -> None: ...
 
+    def on_refused(self, device_id: str, reason: str) -> None: ...
+
 
 class Hub:
     """Serves agents of many devices; see the module docstring.
@@ -53,19 +70,21 @@ class Hub:
     :meth:`command` raises HubError when the agent is not connected or times out.
     """
 
-    def __init__(self, settings: Settings, secret: bytes, listener: HubListener | None = None) -> None:
+    def __init__(self, settings: Settings, listener: HubListener | None = None) -> None:
         self._settings = settings
-        self._secret = secret
         self._listener = listener or HubListener()
+        self._credentials = DeviceCredentials(settings.agent_session_ttl)
         self._servers: dict[str, Server] = {}
         self._connections: dict[str, ServerConnection] = {}
         self._sessions: dict[str, AgentSession] = {}
         self._hello_waiters: dict[str, list[asyncio.Future[Hello]]] = {}
         self._pending: dict[str, asyncio.Future[Result]] = {}
         self._ids = itertools.count(1)
-
-    def agent_token(self, device_id: str) -> str:
-        return tokens.sign(self._secret, "agent", device_id, self._settings.agent_token_ttl)
+        self._last_replaced: dict[str, float] = {}
+        self._refusals: dict[str, tuple[float, str]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.replacements: Counter[str] = Counter()
+        """Per device: live connections replaced by a newer one (for health and tests)."""
 
     def socket_path(self, device_id: str) -> Path:
         return self._settings.device_paths(device_id).hub_socket
@@ -78,15 +97,42 @@ class Hub:
         session = self._sessions.get(device_id)
         return session.invalid_frames if session else 0
 
+    def refusal_since(self, device_id: str, since: float) -> str | None:
+        """Why the hub last refused an agent of *device_id*, if after *since* (``time.monotonic()``)."""
+        refusal = self._refusals.get(device_id)
+        return refusal[1] if refusal is not None and refusal[0] >= since else None
+
+    async def rotate_credential(self, device_id: str) -> None:
+        """Give the device a new credential: write its file (0600, device uid), then admit only it.
+
+        The device's directory must exist. Connections already admitted stay; an
+        agent re-reads the file when it reconnects. Raises RuntimeDirError when
+        the file cannot be written safely (the old credential then stays valid).
+        """
+        key, data = self._credentials.new_file(device_id)
+        await asyncio.to_thread(
+            rundir.write_private_file,
+            self._settings.runtime_dir,
+            device_id,
+            AGENT_CREDENTIAL,
+            data,
+            self._settings.effective_device_uid,
+        )
+        self._credentials.install(device_id, key)
+
     async def listen(self, device_id: str) -> Path:
         """Serve *device_id*'s agent on its socket (created 0600, owned by the device uid).
 
-        The device's directory must exist (``rundir.make_device_dir``); raises
-        RuntimeDirError when it does not or when the socket cannot be made safely.
+        Issues the device's credential first if this hub has none for it (so a
+        new host rotates every device's credential). The device's directory must
+        exist (``rundir.make_device_dir``); raises RuntimeDirError when it does not
+        or when the socket or the credential cannot be made safely.
         """
         path = self.socket_path(device_id)
         if device_id in self._servers:
             return path
+        if device_id not in self._credentials:
+            await self.rotate_credential(device_id)
         uid = self._settings.effective_device_uid
         sock = rundir.bind_private_socket(self._settings.runtime_dir, device_id, HUB_SOCKET, uid)
         server = await unix_serve(
@@ -96,24 +142,34 @@ class Hub:
             max_size=MAX_FRAME_BYTES,
             ping_interval=10,
             ping_timeout=10,
+            close_timeout=RETIRE_TIMEOUT,
         )
         self._servers[device_id] = server
         return path
 
     async def close_device(self, device_id: str) -> None:
+        """Stop serving the device: revoke its credential, close its connection, remove socket and file."""
+        self._credentials.revoke(device_id)
         server = self._servers.pop(device_id, None)
         if server is not None:
             server.close()
             await server.wait_closed()
+        self._last_replaced.pop(device_id, None)
+        self._refusals.pop(device_id, None)
         with (
             contextlib.suppress(FileNotFoundError, RuntimeDirError),
             rundir.open_device_dir(self._settings.runtime_dir, device_id) as dir_fd,
         ):
-            os.unlink(HUB_SOCKET, dir_fd=dir_fd)
+            for name in (HUB_SOCKET, AGENT_CREDENTIAL):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dir_fd)
 
     async def stop(self) -> None:
         for device_id in list(self._servers):
             await self.close_device(device_id)
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def wait_hello(self, device_id: str, timeout: float) -> Hello:
         """Wait until the device's agent has said hello (at once if it already has)."""
@@ -150,21 +206,46 @@ class Hub:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip()
         try:
-            claims = tokens.verify(self._secret, token, "agent")
+            self._credentials.verify(device_id, token)
         except TokenError as exc:
-            return _refusal(HTTPStatus.UNAUTHORIZED, str(exc))
-        if claims.device_id != device_id:
-            return _refusal(HTTPStatus.FORBIDDEN, "token is for another device")
+            return self._refuse(device_id, HTTPStatus.UNAUTHORIZED, str(exc))
+        if device_id in self._connections:
+            now = time.monotonic()
+            interval = self._settings.agent_replace_interval
+            since = now - self._last_replaced.get(device_id, -math.inf)
+            if since < interval:
+                return self._refuse(
+                    device_id,
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    f"another agent of this device connected {since:.1f}s ago; "
+                    f"a connection is replaced at most every {interval:g}s",
+                    retry_after=interval - since,
+                )
+            # Counted here, not in the handler: two connections admitted at once
+            # must not both pass as the first replacement.
+            self._last_replaced[device_id] = now
         return None
+
+    def _refuse(
+        self, device_id: str, status: HTTPStatus, reason: str, *, retry_after: float | None = None
+    ) -> Response:
+        log.warning("refused an agent of device %s (HTTP %d): %s", device_id, status.value, reason)
+        self._refusals[device_id] = (time.monotonic(), reason)
+        self._listener.on_refused(device_id, reason)
+        return _refusal(status, reason, retry_after)
 
     async def _handle(self, device_id: str, connection: ServerConnection) -> None:
         previous = self._connections.get(device_id)
-        if previous is not None:
-            # A reconnecting agent replaces its stale connection.
-            await previous.close(code=1008, reason="replaced by a new connection")
         session = AgentSession(device_id)
         self._sessions[device_id] = session
         self._connections[device_id] = connection
+        if previous is not None:
+            # A reconnecting agent replaces its stale connection. The old one is
+            # closed in the background: a stalled peer must not delay the new one.
+            self.replacements[device_id] += 1
+            task = asyncio.create_task(_retire(previous), name=f"hub-retire-{device_id}")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         try:
             async for frame in connection:
                 received = session.receive(frame)
@@ -193,7 +274,18 @@ class Hub:
             self._listener.on_event(device_id, message)
 
 
-def _refusal(status: HTTPStatus, reason: str) -> Response:
+async def _retire(connection: ServerConnection) -> None:
+    """Close a replaced connection; abort it if the peer does not answer the close in time."""
+    try:
+        async with asyncio.timeout(RETIRE_TIMEOUT):
+            await connection.close(code=1008, reason="replaced by a new connection")
+    except TimeoutError:
+        connection.transport.abort()
+
+
+def _refusal(status: HTTPStatus, reason: str, retry_after: float | None) -> Response:
     body = f"{reason}\n".encode()
     headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return Response(status.value, status.phrase, headers, body)

@@ -28,7 +28,8 @@ class DeviceSpec:
     runtime_dir: Path
     """Host directory (0700) mounted at /run/corral inside the device."""
     env: dict[str, str] = field(default_factory=dict)
-    """Extra environment for the device (agent token, start URL, ...)."""
+    """Extra environment for the device (start URL, screen, ...). Never a secret: it
+    shows in ``docker inspect``; the agent's credential is a file in ``runtime_dir``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Corral browser device: Xvnc, then Chromium and the agent, supervised.
+# Corral browser device: the agent and Xvnc, then Chromium, supervised.
 #
 # Runs as the device's non-root uid under tini (PID 1, `tini -g`).
 #
@@ -7,7 +7,10 @@
 #   /run/corral           host directory (0700, owned by the device uid), bind-mounted rw
 #   /run/corral/vnc.sock  RFB (VNC) over a unix socket, mode 0600; appears once Xvnc listens
 #   /run/corral/hub.sock  the hub's socket for the agent; created by the host, may come late
-#   env CORRAL_DEVICE_ID, CORRAL_DEVICE_NAME, CORRAL_AGENT_TOKEN (read by the agent)
+#   /run/corral/agent.cred  the device's agent credential (0600), written and rotated by
+#                         the host; the agent re-reads it before every connection. No
+#                         secret is ever passed in the environment or on a command line.
+#   env CORRAL_DEVICE_ID, CORRAL_DEVICE_NAME (read by the agent and the start page)
 #   env CORRAL_SCREEN     WIDTHxHEIGHTxDEPTH, default 1024x768x24
 #   env CORRAL_START_URL  first page; empty shows the baked-in start page
 #   env CORRAL_ANIMATE=1  start page runs an animation (fps benchmarks), paced to
@@ -136,6 +139,10 @@ run_agent() {
     exec /opt/corral/venv/bin/python -m agent
 }
 
+# The agent needs no screen: started first, it says hello while Xvnc comes up
+# (a recovering device is ready as soon as both are, not one after the other).
+supervise agent run_agent &
+
 Xvnc "$DISPLAY" -rfbunixpath "$VNC_SOCKET" -rfbunixmode 0600 -rfbport -1 \
     -nolisten tcp -nolisten local -SecurityTypes None -AlwaysShared \
     -geometry "${width}x${height}" -depth "$depth" \
@@ -153,7 +160,6 @@ fi
 log "Xvnc ready on $DISPLAY (${width}x${height}x${depth}), VNC at $VNC_SOCKET"
 
 supervise chromium run_chromium "$(start_url)" &
-supervise agent run_agent &
 
 wait "$xvnc_pid"
 rc=$?
