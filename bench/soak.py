@@ -45,12 +45,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,17 +78,24 @@ from bench.soak_farm import (
 from bench.soak_model import FAULTS, TERMINAL_JOBS, View, Watch, parse_devices
 
 HEAVY = {"host_kill", "postgres_restart"}
+DEVICE_FAULTS = {"provision", "docker_kill", "agent_kill"}
 HEAVY_GAP_S = 30.0
-"""At most one host kill or Postgres restart per this many seconds: each takes the
-whole farm away for a while, and the others need time to be seen surviving."""
+"""At most one host kill or Postgres restart per this many seconds, and none while
+the last one is still healing: each takes the whole farm away for a while."""
 HOST_LOCK_KEY = 0x636F7272616C
 """backend.corral's host lock ("corral"); pg_locks shows a bigint key as classid/objid."""
 BASELINE_AFTER_S = 60.0
 OBSERVE_EVERY_S = 2.0
 
 
+class NotInjected(Exception):
+    """The fault found nothing to hit (a stale view); it is counted as skipped, not watched."""
+
+
 @dataclass
 class Soak:
+    """One run: the installation it drives, what it injected and what it last saw."""
+
     args: argparse.Namespace
     root: Path
     settings: Settings
@@ -102,6 +111,7 @@ class Soak:
     last_heavy: float = -HEAVY_GAP_S
     restart_seconds: list[float] = field(default_factory=list)
     injection_errors: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def say(self, message: str) -> None:
         print(f"[{time.monotonic() - self.started:7.1f} s] {message}", flush=True)
@@ -237,6 +247,19 @@ class Soak:
 
     # -- faults -----------------------------------------------------------------------------
 
+    def killable(self, view: View) -> list[str]:
+        """Live devices with a running container and no device fault still healing.
+
+        One kill at a time per device: a second kill while the first heals would
+        blur which one the recovery answers (and hit a container already down).
+        """
+        healing = {w.device_id for w in self.watches if w.outcome is None and w.fault in DEVICE_FAULTS}
+        return sorted(
+            d.id
+            for d in self.live(view)
+            if d.id not in healing and d.id in view.containers and view.containers[d.id].status == "running"
+        )
+
     def choose(self, view: View) -> str:
         low, high = self.args.devices
         live = self.live(view)
@@ -247,11 +270,12 @@ class Soak:
             del weights["provision"]
         if len(live) <= low:
             del weights["remove"]
-        if not any(
-            view.containers.get(d.id, None) and view.containers[d.id].status == "running" for d in live
-        ):
+        if not self.killable(view):
             del weights["docker_kill"], weights["agent_kill"]
-        if view.at - self.last_heavy < HEAVY_GAP_S:
+        # One farm-wide fault at a time, each given its full recovery time with the
+        # same host: a host kill must not mask a Postgres restart the host did not survive.
+        heavy_pending = any(w.outcome is None and w.fault in HEAVY for w in self.watches)
+        if heavy_pending or view.at - self.last_heavy < HEAVY_GAP_S:
             for fault in HEAVY:
                 weights.pop(fault, None)
         kinds = sorted(weights)
@@ -261,7 +285,7 @@ class Soak:
         assert self.client is not None
         watch = Watch(number, fault, None, time.monotonic())
         live = sorted(d.id for d in self.live(view))
-        running = [d for d in live if d in view.containers and view.containers[d].status == "running"]
+        running = self.killable(view)
         names = {d.id: d.name for d in (view.devices or {}).values()}
         if fault == "provision":
             (device,) = await self.client.provision("browser", 1)
@@ -278,7 +302,8 @@ class Soak:
             watch.agents_before = frozenset(view.agents.get(watch.device_id, []))
             self.say(f"#{number} {fault} {names[watch.device_id]} (container {container.id[:12]})")
             if fault == "docker_kill":
-                await asyncio.to_thread(self.docker.kill, container.id)
+                if not await asyncio.to_thread(self.docker.kill, container.id):
+                    raise NotInjected("the container had stopped already; nothing was killed")
             elif await asyncio.to_thread(self.docker.kill_agent, container.id) == 1:
                 self.say(f"#{number} (no agent was running in {names[watch.device_id]} at that moment)")
         elif fault == "host_kill":
@@ -318,6 +343,9 @@ class Soak:
             fault = self.choose(view)
             try:
                 await self.inject(number, fault, view)
+            except NotInjected as exc:
+                self.skipped[fault] += 1
+                self.say(f"#{number} {fault}: skipped ({exc})")
             except Exception as exc:
                 self.injection_errors.append(f"#{number} {fault}: {exc!r}")
                 self.say(f"#{number} {fault}: could not be injected: {exc!r}")
@@ -475,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="write the figures and checks here as JSON")
     args = parser.parse_args(argv)
+    # The soak's own Corral (a client) logs how it copes, e.g. with Postgres gone: say whose lines they are.
+    logging.basicConfig(level=logging.WARNING, format="    (soak's client) %(name)s: %(message)s")
     report = Report("soak")
     try:
         asyncio.run(run(args, report))

@@ -103,8 +103,8 @@ def check_host(soak: Soak, report: Report, devices: int) -> None:
         f"host pid {soak.host.pid} (host #{soak.host.generation}; a restarted host is a new process, "
         f"so measured from its own first minute), {baseline.devices} devices then, {final.devices} now"
     )
-    report.figure("host_fds_1min", baseline.fds, "", label="host fds one minute after it started")
-    report.figure("host_fds_end", final.fds, "", label="host fds at the end")
+    report.figure("host_fds_1min", baseline.fds, "fds", label="host fds one minute after it started")
+    report.figure("host_fds_end", final.fds, "fds", label="host fds at the end")
     report.figure(
         "host_rss_1min_mib", baseline.rss / 2**20, "MiB", label="host RSS one minute after it started"
     )
@@ -123,8 +123,10 @@ def check_host(soak: Soak, report: Report, devices: int) -> None:
 
 def tally(soak: Soak, report: Report) -> None:
     print(
-        f"\n{'fault':<18}{'injected':>9}{'survived':>9}{'lost':>6}{'superseded':>11}   recovery s (median, max)"
+        f"\n{'fault':<18}{'injected':>9}{'survived':>9}{'lost':>6}{'superseded':>11}{'skipped':>8}"
+        "   recovery s (median, max)"
     )
+    slowest = {}
     for fault in FAULTS:
         mine = [w for w in soak.watches if w.fault == fault]
         outcomes = Counter(w.outcome for w in mine)
@@ -132,11 +134,15 @@ def tally(soak: Soak, report: Report) -> None:
         spread = f"{statistics.median(times):.1f}, {max(times):.1f}" if times else "-"
         print(
             f"{fault:<18}{len(mine):>9}{outcomes['survived']:>9}{outcomes['lost']:>6}"
-            f"{outcomes['superseded']:>11}   {spread}"
+            f"{outcomes['superseded']:>11}{soak.skipped[fault]:>8}   {spread}"
         )
-        report.detail(f"{fault}_counts", {"injected": len(mine), **dict(outcomes)})
+        counts = {"injected": len(mine), "skipped": soak.skipped[fault]}
+        report.detail(f"{fault}_counts", counts | {k: v for k, v in outcomes.items() if k})
         if times:
-            report.figure(f"{fault}_recovery_max_s", max(times), "s", label=f"{fault}: slowest recovery")
+            slowest[fault] = max(times)
+    print()
+    for fault, seconds in slowest.items():
+        report.figure(f"{fault}_recovery_max_s", seconds, "s", label=f"{fault}: slowest recovery")
     if soak.restart_seconds:
         report.figure(
             "host_restart_max_s",

@@ -318,8 +318,15 @@ class Containers:
             found[device_id] = Container(device_id, str(summary["Id"]), str(summary.get("State", "unknown")))
         return found
 
-    def kill(self, container_id: str) -> None:
-        self._client.api.kill(container_id)
+    def kill(self, container_id: str) -> bool:
+        """SIGKILL the container; False if it was not running (any more)."""
+        try:
+            self._client.api.kill(container_id)
+        except docker.errors.APIError as exc:
+            if exc.status_code in (404, 409):  # gone, or not running
+                return False
+            raise
+        return True
 
     def agent_pids(self, container_id: str) -> list[int]:
         """Host pids of the agent processes in the container (empty if it is not running)."""
