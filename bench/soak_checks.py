@@ -153,7 +153,12 @@ def tally(soak: Soak, report: Report) -> None:
     report.detail(
         "faults",
         [
-            w.__dict__ | {"agents_before": sorted(w.agents_before), "ready_before": sorted(w.ready_before)}
+            w.__dict__
+            | {
+                "at": round(w.at - soak.started, 1),  # seconds into the fault phase, as printed
+                "agents_before": sorted(w.agents_before),
+                "ready_before": sorted(w.ready_before),
+            }
             for w in soak.watches
         ],
     )
