@@ -479,6 +479,9 @@ async def cleanup(soak: Soak, settings: Settings) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
     soak.docker.close()
+    if soak.args.json and (soak.root / "serve.log").exists():
+        # The hosts' log outlives the run, next to the figures: what a failed check needs.
+        shutil.copyfile(soak.root / "serve.log", Path(soak.args.json).with_suffix(".serve.log"))
     shutil.rmtree(soak.root, ignore_errors=True)
     print(f"cleaned up: {removed} containers, {len(leftovers)} stray processes, {soak.root}", flush=True)
 
@@ -501,7 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recovery-timeout", type=float, default=120.0, help="seconds a fault may take to heal"
     )
-    parser.add_argument("--json", help="write the figures and checks here as JSON")
+    parser.add_argument(
+        "--json", help="write the figures and checks here as JSON (and the hosts' log next to it, .serve.log)"
+    )
     args = parser.parse_args(argv)
     # The soak's own Corral (a client) logs how it copes, e.g. with Postgres gone: say whose lines they are.
     logging.basicConfig(level=logging.WARNING, format="    (soak's client) %(name)s: %(message)s")
