@@ -22,12 +22,15 @@ Contract:
   did not come up, ...): the run then fails even if every target was met.
 - :meth:`Report.finish` prints one ``target … met`` / ``target … MISSED`` line per
   target and a summary, writes the JSON (when a path is given) and returns the
-  exit status: 0 when every target was met and no error was recorded, else 1.
+  exit status: 0 when every target was met, every check passed and no error was
+  recorded, else 1.
   The file holds ``{"name", "ok", "figures": {key: {...}}, "checks": {key: {"passed",
   "detail"}}, "errors", "details"}``.
 
 Keys are unique within a report (a duplicate raises ValueError). The formatting
-functions are pure; nothing here measures anything.
+functions are pure; nothing here measures anything. A script run as ``python
+bench/<name>.py`` puts the repository root on ``sys.path`` before importing this
+(``sys.path.insert(0, str(Path(__file__).resolve().parents[1]))``).
 """
 
 from __future__ import annotations
