@@ -62,8 +62,9 @@ take most of the CPU, so this separates "the viewer keeps up" from "the box is
 full".
 
 Prints one table per pane count and the targets (4 panes >= 28 fps each,
-16 panes >= 25 fps each, <= 40 MB per pane). Benchmarks print; they never fail
-on a figure.
+16 panes >= 25 fps each with light sources, see :func:`fps_target`; <= 40 MB per
+pane), and exits 1 when one is missed (see bench/report.py). Quick run:
+``--panes 4 --seconds 5 --baseline-seconds 3``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.environment import configure_qt_environment  # noqa: E402
+from bench.report import Report  # noqa: E402
 
 configure_qt_environment()
 from PySide6.QtWebEngineWidgets import QWebEngineView  # noqa: E402, F401
@@ -710,42 +712,90 @@ def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Names
     return result
 
 
-def report(result: RunResult) -> None:
+def fps_target(panes: int, sources: int, args: argparse.Namespace) -> float | None:
+    """The pane fps target of this run, or None where the box, not the grid, is the limit.
+
+    4 panes >= 28 fps each; 16 panes >= 25 fps each only with light sources
+    (``--source xvnc --animator x11``, or at most 4 distinct sources): sixteen
+    animating Chromiums alone take more than a 2-core box (see README).
+    """
+    target = TARGETS.get(panes)
+    if target is None or panes <= 4:
+        return target
+    light = (args.source == "xvnc" and args.animator == "x11") or sources <= 4
+    return target if light else None
+
+
+def record(report: Report, result: RunResult, args: argparse.Namespace) -> None:
+    """Print the run's table and record its figures (keys prefixed ``p<panes>_``)."""
+
     def summary(values: dict[str, float]) -> str:
         data = list(values.values())
         return f"min {min(data):5.1f}  median {statistics.median(data):5.1f}  max {max(data):5.1f}"
 
     per_pane = (result.pss_full_mb - result.pss_empty_mb) / result.panes
-    target = TARGETS.get(result.panes)
     pane_min = min(result.pane_fps.values())
-    ratio = statistics.median(result.pane_fps.values()) / max(
-        0.01, statistics.median(result.source_fps.values())
-    )
+    key = f"p{result.panes}_"
     print(f"source fps, alone       {summary(result.source_fps_alone)}")
     print(f"source fps, during run  {summary(result.source_fps)}   (direct RFB client, no noVNC)")
-    print(f"pane fps (real frames)  {summary(result.pane_fps)}   ratio pane/source (median) {ratio:.2f}")
+    print(f"pane fps (real frames)  {summary(result.pane_fps)}")
     if result.page_fps:
         print(f"page's own frame count  {summary(result.page_fps)}")
     print(f"flips per pane          {summary(result.flips_per_s)}")
-    print(
-        f"CPU app tree {result.cpu_percent:.0f} % of one core; machine busy {result.machine_percent:.0f} % "
-        f"of {os.cpu_count()} cores (sources and anything else running included; load average now {_loadavg()})"
-    )
     shown = sorted(result.cpu_breakdown.items(), key=lambda item: -item[1])
     parts = ", ".join(f"{name} {value:.0f} %" for name, value in shown if value >= 1)
-    print(f"  by process: {parts}")
+    print(f"CPU by process: {parts}")
     print(
         f"PSS app tree: {result.pss_empty_mb:.0f} MB empty page, {result.pss_full_mb:.0f} MB with "
-        f"{result.panes} panes (QtWebEngine processes {result.pss_webengine_mb:.0f} MB); "
-        f"+{per_pane:.1f} MB per pane, {result.pss_full_mb / result.panes:.0f} MB per pane gross"
+        f"{result.panes} panes (QtWebEngine processes {result.pss_webengine_mb:.0f} MB)"
     )
-    if target is not None:
-        verdict = "meets" if pane_min >= target else "MISSES"
+    target = fps_target(result.panes, result.sources, args)
+    if target is None and result.panes in TARGETS:
         print(
-            f"target {result.panes} panes >= {target:g} fps each: {verdict} (slowest pane {pane_min:.1f} fps)"
+            f"no fps target for {result.panes} panes on {result.sources} heavy sources: they exceed this box "
+            "on their own (use --source xvnc --animator x11 for the grid's own limit)"
         )
-    verdict = "meets" if per_pane <= TARGET_MB_PER_PANE else "MISSES"
-    print(f"target <= {TARGET_MB_PER_PANE:g} MB per pane (increase): {verdict}")
+    report.figure(
+        key + "pane_fps_min",
+        pane_min,
+        "fps",
+        target=target,
+        better="higher",
+        label=f"{result.panes} panes: slowest pane (real frames)",
+    )
+    report.figure(
+        key + "pane_fps_median",
+        statistics.median(result.pane_fps.values()),
+        "fps",
+        label=f"{result.panes} panes: median pane",
+    )
+    report.figure(
+        key + "source_fps_median",
+        statistics.median(result.source_fps.values()),
+        "fps",
+        label=f"{result.panes} panes: sources during the run, median (baseline, direct RFB client)",
+    )
+    report.ratio(
+        key + "pane_vs_source",
+        statistics.median(result.pane_fps.values()),
+        statistics.median(result.source_fps.values()),
+        label=f"{result.panes} panes: ratio pane / source fps (median)",
+    )
+    report.figure(
+        key + "cpu_percent",
+        result.cpu_percent,
+        "%",
+        label=f"{result.panes} panes: CPU of the app tree, of one core (machine busy "
+        f"{result.machine_percent:.0f} % of {os.cpu_count()} cores, load {_loadavg()})",
+    )
+    report.figure(
+        key + "mb_per_pane",
+        per_pane,
+        "MB",
+        target=TARGET_MB_PER_PANE,
+        label=f"{result.panes} panes: PSS increase per pane",
+    )
+    report.detail(f"run_{result.panes}", result.__dict__)
     for note in result.notes:
         print(note)
 
@@ -852,19 +902,16 @@ def main(argv: list[str] | None = None) -> int:
     provider: Sources = ContainerSources(args) if args.source == "containers" else XvncSources(args)
     if args.source == "containers":
         print(f"CPU weight: {cpu_weight_note()}")
-    results = []
+    report = Report("grid_fps")
+    report.detail("source", provider.describe(args))
     try:
         for panes in args.panes:
-            result = run_once(provider, panes, args.seconds, args)
-            report(result)
-            results.append(result)
+            record(report, run_once(provider, panes, args.seconds, args), args)
     finally:
         provider.close()
     print(f"load after: {_uptime()}")
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
     del app
-    return 0
+    return report.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ Embedded Postgres with default settings (fsync on), no-op jobs. Prints:
   (target >= 4,000 jobs/s);
 - time to requeue and restart a job whose worker was SIGKILLed (target <= 2 x lease
   and under 10 s);
-each with the ratio against procrastinate's figure where it has one.
+each with the ratio against procrastinate's figure where it has one. Exits 1 when a
+target is missed (see bench/report.py). Quick run: ``--jobs 4000 --latency-jobs 200``.
 
-Run: .venv/bin/python bench/jobs.py [--jobs 20000] [--latency-jobs 500]
+Run: .venv/bin/python bench/jobs.py [--jobs 20000] [--latency-jobs 500] [--json PATH]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
+
 import asyncpg
 
 from backend.config import Settings
@@ -31,9 +34,15 @@ from backend.db import Database
 from backend.db.database import asyncpg_connect_kwargs
 from backend.db.embedded import EmbeddedPostgres
 from backend.jobs.worker import JobContext, Worker
+from bench.report import Report
 
 CONCURRENCY = 4
 LEASE = 5.0
+TARGET_P99_MS = 5.0
+TARGET_BATCH_JOBS_S = 4000.0
+TARGET_RERUN_S = 2 * LEASE
+PROCRASTINATE_STALLED_S = 30.0
+"""procrastinate's default delay before a stalled worker's job is retried."""
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -198,7 +207,7 @@ async def procrastinate_throughput(url: str, count: int) -> float:
         return count / (time.perf_counter() - begin)
 
 
-async def main(jobs: int, latency_jobs: int) -> None:
+async def main(jobs: int, latency_jobs: int, report: Report) -> None:
     root = Path(tempfile.mkdtemp(prefix="corral-bench-jobs-"))
     os.chmod(root, 0o755)
     embedded = EmbeddedPostgres(root / "pgdata")
@@ -208,26 +217,61 @@ async def main(jobs: int, latency_jobs: int) -> None:
         theirs = await _create_database(base, "bench_procrastinate")
 
         p50, p99 = _percentiles(await corral_latency(ours, latency_jobs))
-        q50, q99 = _percentiles(await procrastinate_latency(theirs, latency_jobs))
-        print(
-            f"enqueue-to-start, idle worker: corral p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 5) | "
-            f"procrastinate p50 {q50:.2f} ms, p99 {q99:.2f} ms | p99 ratio {q99 / p99:.1f}x faster",
-            flush=True,
+        _q50, q99 = _percentiles(await procrastinate_latency(theirs, latency_jobs))
+        report.figure("latency_p50_ms", p50, "ms", label="enqueue-to-start, idle worker: corral p50")
+        report.figure(
+            "latency_p99_ms",
+            p99,
+            "ms",
+            target=TARGET_P99_MS,
+            label="enqueue-to-start, idle worker: corral p99",
+        )
+        report.figure("procrastinate_latency_p99_ms", q99, "ms", label="procrastinate p99 (baseline)")
+        report.ratio(
+            "latency_p99_vs_procrastinate",
+            p99,
+            q99,
+            label="p99 ratio corral / procrastinate (lower is faster)",
         )
         theirs_rate = await procrastinate_throughput(theirs, min(jobs, 5000))
-        for label, prefetch in (("per free slot", 0), ("batch mode, prefetch 250", 250)):
+        report.figure(
+            "procrastinate_jobs_s",
+            theirs_rate,
+            "jobs/s",
+            label=f"procrastinate, {CONCURRENCY} workers (baseline)",
+        )
+        for key, label, prefetch, target in (
+            ("slot", "per free slot", 0, None),
+            ("batch", "batch mode, prefetch 250", 250, TARGET_BATCH_JOBS_S),
+        ):
             rate = await corral_throughput(ours, jobs, prefetch)
-            print(
-                f"throughput, {CONCURRENCY} worker tasks, {label}: corral {rate:,.0f} jobs/s "
-                f"(target >= 4,000) | procrastinate {theirs_rate:,.0f} jobs/s | ratio {rate / theirs_rate:.1f}x",
-                flush=True,
+            report.figure(
+                f"throughput_{key}_jobs_s",
+                rate,
+                "jobs/s",
+                target=target,
+                better="higher",
+                label=f"throughput, {CONCURRENCY} worker tasks, {label}",
+            )
+            report.ratio(
+                f"throughput_{key}_vs_procrastinate",
+                rate,
+                theirs_rate,
+                label=f"ratio corral {label} / procrastinate",
             )
         requeue = await corral_requeue(ours)
-        print(
-            f"SIGKILLed worker's job running again after {requeue:.2f} s "
-            f"(lease {LEASE:.0f} s; target <= {2 * LEASE:.0f} s; procrastinate's stalled-worker "
-            f"default is 30 s: ratio {30 / requeue:.1f}x sooner)",
-            flush=True,
+        report.figure(
+            "killed_worker_rerun_s",
+            requeue,
+            "s",
+            target=TARGET_RERUN_S,
+            label=f"SIGKILLed worker's job running again (lease {LEASE:.0f} s)",
+        )
+        report.ratio(
+            "rerun_vs_procrastinate_default",
+            requeue,
+            PROCRASTINATE_STALLED_S,
+            label="ratio to procrastinate's stalled-worker default of 30 s (not measured)",
         )
     finally:
         await embedded.stop()
@@ -240,9 +284,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--latency-jobs", type=int, default=500)
+    parser.add_argument("--json", help="write the figures here as JSON")
     parser.add_argument("--victim", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.victim:
         asyncio.run(victim(args.victim))
     else:
-        asyncio.run(main(args.jobs, args.latency_jobs))
+        report = Report("jobs")
+        asyncio.run(main(args.jobs, args.latency_jobs, report))
+        sys.exit(report.finish(args.json))

@@ -6,8 +6,9 @@ proxy, as a pane would get it. Baseline, in the same process: the bare container
 start (runtime create -> VNC greeting on its socket) without Corral's database,
 jobs, hub or proxy. Prints medians and the ratio to that baseline.
 
-Targets on the 2-core box: 1 device <= 2 s median, 4 at once <= 5 s.
-Run: .venv/bin/python bench/provision.py [--rounds 5]
+Targets on the 2-core box: 1 device <= 2 s median, 4 at once <= 5 s; exits 1 when
+one is missed (see bench/report.py). Quick run: ``--rounds 1``.
+Run: .venv/bin/python bench/provision.py [--rounds 5] [--json PATH]
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ from backend.devices.probe import vnc_answers
 from backend.devices.store import new_device_id
 from backend.runtime.base import DeviceSpec
 from backend.runtime.docker import DockerRuntime
+from bench.report import Report
 from tests.rfb import first_update
+
+
+class ProvisionFailed(Exception):
+    """A device of a round did not become ready."""
 
 
 async def _corral_round(corral: Corral, count: int) -> float:
@@ -39,7 +45,7 @@ async def _corral_round(corral: Corral, count: int) -> float:
     ids = [d.id for d in devices]
     final = await corral.wait_for(ids, {"ready"}, timeout=120)
     if any(d.state != "ready" for d in final):
-        raise SystemExit(f"provisioning failed: {[d.reason for d in final]}")
+        raise ProvisionFailed(f"provisioning failed: {[d.reason for d in final]}")
     await asyncio.gather(*(first_update(corral.pane_url(i)) for i in ids))
     elapsed = time.perf_counter() - start
     await corral.remove(ids)
@@ -70,7 +76,11 @@ async def _bare_round(runtime: DockerRuntime, settings: Settings, count: int) ->
     return elapsed
 
 
-async def main(rounds: int) -> None:
+TARGETS = {1: 2.0, 4: 5.0}
+"""Seconds, median provision-to-first-frame, by devices provisioned at once."""
+
+
+async def main(rounds: int, report: Report) -> None:
     data = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     os.chmod(data, 0o755)
     run = Path(tempfile.mkdtemp(prefix="crb-", dir="/tmp"))
@@ -86,13 +96,27 @@ async def main(rounds: int) -> None:
             assert isinstance(runtime, DockerRuntime)
             bare = [await _bare_round(runtime, settings, count) for _ in range(rounds)]
             ours_median, bare_median = statistics.median(ours), statistics.median(bare)
-            target = 2.0 if count == 1 else 5.0
-            print(
-                f"provision-to-first-frame, {count} device(s): median {ours_median:.2f} s "
-                f"(min {min(ours):.2f}, max {max(ours):.2f}; target <= {target:.0f} s) | "
-                f"bare container-to-VNC baseline {bare_median:.2f} s | ratio {ours_median / bare_median:.2f}x",
-                flush=True,
+            report.figure(
+                f"provision_{count}_s",
+                ours_median,
+                "s",
+                target=TARGETS[count],
+                label=f"provision-to-first-frame, {count} device(s), median of {rounds} "
+                f"(min {min(ours):.2f}, max {max(ours):.2f})",
             )
+            report.figure(
+                f"bare_{count}_s",
+                bare_median,
+                "s",
+                label=f"bare container-to-VNC baseline, {count} device(s)",
+            )
+            report.ratio(
+                f"provision_{count}_vs_bare",
+                ours_median,
+                bare_median,
+                label=f"ratio provision / bare, {count} device(s)",
+            )
+            report.detail(f"rounds_{count}", {"corral": ours, "bare": bare})
     finally:
         await corral.stop()
         shutil.rmtree(run, ignore_errors=True)
@@ -104,4 +128,11 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=5)
-    asyncio.run(main(parser.parse_args().rounds))
+    parser.add_argument("--json", help="write the figures here as JSON")
+    args = parser.parse_args()
+    report = Report("provision")
+    try:
+        asyncio.run(main(args.rounds, report))
+    except ProvisionFailed as exc:
+        report.error(str(exc))
+    sys.exit(report.finish(args.json))

@@ -13,8 +13,12 @@ Measures, with the DockerRuntime alone (no database, hub or proxy):
   (median over rounds of the time until the last one answers); prints the ratio;
 - idle memory per container (cgroup usage minus page cache) after ``--settle`` s.
 
-Devices use ``network_mode none``. Prints figures; asserts nothing.
-Run from the repository root: ``.venv/bin/python bench/runtime_start.py [--cold] [--rounds 3]``.
+Devices use ``network_mode none``. Targets (set from quiet runs on the 2-core box,
+with room for a busy one): create -> greeting 1 device <= 1 s, 4 at once <= 2.5 s,
+cached ``ensure_image`` <= 250 ms, idle memory <= 300 MiB per container, ``docker
+stop`` of an idle device <= 3 s. Exits 1 when one is missed (see bench/report.py).
+Quick run: ``--rounds 1 --settle 3``.
+Run from the repository root: ``.venv/bin/python bench/runtime_start.py [--cold] [--rounds 3] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ import docker
 from backend.config import Settings
 from backend.runtime.base import DeviceSpec
 from backend.runtime.docker import DockerRuntime
+from bench.report import Report
+
+TARGET_ONE_S = 1.0
+TARGET_MANY_S = 2.5
+"""For ``--devices`` (default 4) created at once."""
+TARGET_CACHED_MS = 250.0
+TARGET_IDLE_MIB = 300.0
+TARGET_STOP_S = 3.0
 
 
 async def rfb_greeting(path: Path, timeout: float = 30.0) -> None:
@@ -90,7 +102,7 @@ def idle_memory_mib(client: docker.DockerClient, device_id: str) -> float:
     return float(memory["usage"] - cache) / 2**20
 
 
-async def cold_build(data_dir: Path) -> None:
+async def cold_build(data_dir: Path, report: Report) -> None:
     settings = Settings(data_dir=data_dir / "cold", image_prefix="corral-bench", device_network="none")
     runtime = DockerRuntime(settings)
     phases: dict[str, float] = {}
@@ -103,7 +115,10 @@ async def cold_build(data_dir: Path) -> None:
     try:
         reference = await runtime.ensure_image("browser", progress)
         elapsed = time.perf_counter() - started
-        print(f"cold build (base bootstrap + wheels + all layers): {elapsed:.1f} s -> {reference}")
+        report.figure(
+            "cold_build_s", elapsed, "s", label=f"cold build (base + wheels + all layers) -> {reference}"
+        )
+        report.detail("cold_build_phases_s", phases)
         for phase, at in phases.items():
             print(f"    {phase:<12} first seen at {at:6.1f} s")
     finally:
@@ -119,13 +134,15 @@ async def cold_build(data_dir: Path) -> None:
         await runtime.close()
 
 
-async def main() -> None:
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="also time a cold build (minutes)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--settle", type=float, default=10.0, help="idle seconds before reading memory")
+    parser.add_argument("--json", help="write the figures here as JSON")
     args = parser.parse_args()
+    report = Report("runtime_start")
 
     data_dir = Path(tempfile.mkdtemp(prefix="corral-bench-rt-"))
     settings = Settings(data_dir=data_dir, device_network="none")
@@ -134,19 +151,30 @@ async def main() -> None:
     try:
         await runtime.ping()
         if args.cold:
-            await cold_build(data_dir)
+            await cold_build(data_dir, report)
 
         started = time.perf_counter()
         reference = await runtime.ensure_image("browser")
-        print(f"ensure_image, first call (builds if stale): {time.perf_counter() - started:.2f} s")
+        report.figure(
+            "ensure_image_first_s",
+            time.perf_counter() - started,
+            "s",
+            label="ensure_image, first call (builds if stale)",
+        )
         checks = []
         for _ in range(5):
             started = time.perf_counter()
             await runtime.ensure_image("browser")
             checks.append(time.perf_counter() - started)
-        print(f"ensure_image, cached: median {statistics.median(checks) * 1000:.0f} ms")
+        report.figure(
+            "ensure_image_cached_ms",
+            statistics.median(checks) * 1000,
+            "ms",
+            target=TARGET_CACHED_MS,
+            label="ensure_image, cached, median of 5",
+        )
         size = client.images.get(reference).attrs["Size"]
-        print(f"image {reference}: {size / 1e6:.0f} MB")
+        report.figure("image_mb", size / 1e6, "MB", label=f"image {reference}")
 
         singles, groups = [], []
         for _ in range(args.rounds):
@@ -163,30 +191,53 @@ async def main() -> None:
             finally:
                 await cleanup(runtime, specs)
         one, many = statistics.median(singles), statistics.median(groups)
-        print(f"create -> RFB greeting, 1 device: median {one:.2f} s  (rounds: {_fmt(singles)})")
-        print(
-            f"create -> RFB greeting, {args.devices} at once (all): median {many:.2f} s  (rounds: {_fmt(groups)})"
+        report.figure(
+            "start_1_s",
+            one,
+            "s",
+            target=TARGET_ONE_S,
+            label=f"create -> RFB greeting, 1 device, median (rounds: {_fmt(singles)})",
         )
-        print(f"ratio {args.devices}-at-once / 1: {many / one:.2f}")
+        report.figure(
+            f"start_{args.devices}_s",
+            many,
+            "s",
+            target=TARGET_MANY_S if args.devices == 4 else None,
+            label=f"create -> RFB greeting, {args.devices} at once (all), median (rounds: {_fmt(groups)})",
+        )
+        report.ratio(
+            f"start_{args.devices}_vs_1", many, one, label=f"ratio {args.devices} at once / 1 device"
+        )
 
         specs = [make_spec(settings, f"Idle {i + 1}") for i in range(args.devices)]
         try:
             await asyncio.gather(*(start_and_answer(runtime, spec) for spec in specs))
             await asyncio.sleep(args.settle)
             memory = [idle_memory_mib(client, spec.device_id) for spec in specs]
-            print(
-                f"idle memory per container after {args.settle:.0f} s (start page, no viewer): "
-                f"mean {statistics.mean(memory):.0f} MiB (each: {', '.join(f'{m:.0f}' for m in memory)})"
+            report.figure(
+                "idle_memory_mib",
+                max(memory),
+                "MiB",
+                target=TARGET_IDLE_MIB,
+                label=f"idle memory per container after {args.settle:g} s (start page, no viewer), largest "
+                f"(each: {', '.join(f'{m:.0f}' for m in memory)})",
             )
             started = time.perf_counter()
             await asyncio.to_thread(client.api.stop, f"corral-{specs[0].device_id}", 5)
-            print(f"docker stop of an idle device: {time.perf_counter() - started:.2f} s")
+            report.figure(
+                "docker_stop_s",
+                time.perf_counter() - started,
+                "s",
+                target=TARGET_STOP_S,
+                label="docker stop of an idle device",
+            )
         finally:
             await cleanup(runtime, specs)
     finally:
         client.close()
         await runtime.close()
         shutil.rmtree(data_dir, ignore_errors=True)
+    return report.finish(args.json)
 
 
 def _fmt(values: list[float]) -> str:
@@ -194,4 +245,4 @@ def _fmt(values: list[float]) -> str:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))
