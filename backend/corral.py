@@ -27,7 +27,7 @@ from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.hub import Hub, HubListener
-from backend.jobs.store import JobStore
+from backend.jobs.manager import JobManager
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
@@ -96,7 +96,7 @@ class Corral:
         self.store = DeviceStore(database, max_attempts=settings.job_max_attempts)
         self.hub = Hub(settings, secret, _HubEvents(self.store))
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
-        self.jobs_store = JobStore(database)
+        self.jobs_store = JobManager(database)
         self._listeners: list[DeviceListener] = []
         self._job_listeners: list[JobsListener] = []
         self._worker: Worker | None = None
