@@ -40,7 +40,7 @@ class JobContext:
 
     __slots__ = ("_lost", "_on_lost", "_write", "cancel_requested", "job", "lease_lost")
 
-    def __init__(self, job: ClaimedJob, write: ProgressWriter, on_lost: Callable[[], None]) -> None:
+    def __init__(self, job: ClaimedJob, write: ProgressWriter, on_lost: Callable[[int], None]) -> None:
         self.job = job
         self.cancel_requested = False
         """Set by a progress write or the heartbeat when someone asked to cancel the job."""
@@ -113,4 +113,4 @@ class JobContext:
         """Mark the lease lost and have the worker stop the handler (idempotent; worker use)."""
         if not self.lease_lost:
             self.lease_lost = True
-            self._on_lost()
+            self._on_lost(self.id)

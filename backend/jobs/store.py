@@ -33,9 +33,9 @@ Wake = Callable[[], None]
 """Called on the loop when a job may have become runnable (new or retried work)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClaimedJob:
-    """A job the store leased to a worker; *attempt* already counts this run."""
+    """A job the store leased to a worker; *attempt* already counts this run. Read-only by convention."""
 
     id: int
     kind: str

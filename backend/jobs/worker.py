@@ -87,6 +87,9 @@ class Worker:
         self._claim_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        # Bound once: every claimed job's context gets the same two callables.
+        self._progress_writer = self._write_progress
+        self._lose_callback = self._lose
 
     async def start(self) -> None:
         """Open the store and start claiming. Raises StoreUnavailable."""
@@ -121,9 +124,15 @@ class Worker:
         Every job this worker still holds when it returns has been handed back to
         the queue with its attempt undone: the backlog, a claim that was in flight,
         and handlers cancelled after *grace*. Jobs that ended are recorded first.
+        Calling it again, or without a successful :meth:`start`, does nothing more.
         """
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         self._wake.set()
+        if self._claim_task is None:
+            await self._store.close()
+            return
         # 1. Claiming ends. A claim in flight completes and lands in the backlog.
         await self._end(self._claim_task, grace)
         if self._claiming is not None:
@@ -202,8 +211,7 @@ class Worker:
         if claim.cancelled() or claim.exception() is not None:
             return  # the claim loop logs it; nothing was claimed that we know of
         for job in claim.result():
-            context = JobContext(job, self._write_progress, functools.partial(self._lose, job.id))
-            self._backlog.append(context)
+            self._backlog.append(JobContext(job, self._progress_writer, self._lose_callback))
         self._fill()
 
     async def _idle_timeout(self) -> float:

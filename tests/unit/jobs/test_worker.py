@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from backend.jobs.context import JobContext
+from backend.jobs.exceptions import StoreUnavailable
 from backend.jobs.memory import InMemoryJobStore
 from backend.jobs.store import ClaimedJob
 from backend.jobs.worker import Worker
@@ -351,3 +352,21 @@ async def test_the_worker_rides_out_an_unavailable_store() -> None:
         await _until(lambda: store.jobs[job_id].state == "succeeded")
     finally:
         await worker.stop()
+
+
+async def test_stop_without_a_start_or_twice_does_nothing_more(caplog: pytest.LogCaptureFixture) -> None:
+    store = InMemoryJobStore()
+    store.unavailable = True
+    worker = Worker(store, {}, concurrency=1)
+    with pytest.raises(StoreUnavailable):
+        await worker.start()
+    await worker.stop()
+    assert store.closed
+    store = InMemoryJobStore()
+    worker = Worker(store, {}, concurrency=1)
+    await worker.start()
+    await worker.stop()
+    store.unavailable = True
+    with caplog.at_level(logging.WARNING):
+        await worker.stop()
+    assert caplog.text == ""
