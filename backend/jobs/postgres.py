@@ -8,6 +8,7 @@ Every asyncpg or socket error leaves as
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -44,9 +45,13 @@ class PostgresJobStore:
         self._database.on_notify(channel("jobs"), lambda _channel, _payload: wake())
 
     async def close(self) -> None:
+        """Close the pool; a connection stuck on a hung server is cut after 5 s."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), 5.0)
+            except TimeoutError:
+                pool.terminate()
 
     async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
         rows = await self._fetch("claim_jobs", worker, limit, lease)
