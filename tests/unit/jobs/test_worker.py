@@ -61,9 +61,10 @@ async def test_failing_handler_retries_with_backoff_then_fails() -> None:
     job = store.jobs[job_id]
     assert (job.attempts, job.error, job.lease_owner) == (3, "boom 3", None)
     first_gap, second_gap = (b - a for a, b in itertools.pairwise(times))
-    # Backoff with base 0.2 s: 0.1-0.2 s after attempt 1, 0.2-0.4 s after attempt 2.
-    assert 0.1 <= first_gap < 0.3
-    assert 0.2 <= second_gap < 0.5
+    # Backoff with base 0.2 s: 0.1-0.2 s after attempt 1, 0.2-0.4 s after attempt 2;
+    # the worker wakes when a retry is due, not at its 30 s poll (slack for a busy machine).
+    assert 0.1 <= first_gap < 2.0
+    assert 0.2 <= second_gap < 2.0
 
 
 async def test_an_error_without_a_message_is_named_by_its_type() -> None:
