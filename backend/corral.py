@@ -28,7 +28,7 @@ from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.hub import Hub, HubListener
 from backend.hub.events import EventCoalescer
-from backend.jobs.store import JobStore
+from backend.jobs.manager import JobManager
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
@@ -103,7 +103,7 @@ class Corral:
         self._hub_events = _HubEvents(self.store)
         self.hub = Hub(settings, self._hub_events)
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
-        self.jobs_store = JobStore(database)
+        self.jobs_store = JobManager(database)
         self._listeners: list[DeviceListener] = []
         self._job_listeners: list[JobsListener] = []
         self._worker: Worker | None = None

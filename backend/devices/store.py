@@ -1,7 +1,9 @@
-"""Device rows, their events and the jobs that act on them (SQLAlchemy).
+"""Device rows and their events (SQLAlchemy); the jobs that act on them via the jobs package.
 
 Every state change goes through :meth:`DeviceStore.transition`, which locks the
 row, enforces the state machine and writes an event row in the same transaction.
+Jobs are queued and cancelled only through :class:`~backend.jobs.manager.JobManager`,
+in the same transaction as the device rows they go with.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import func, select, text
 
 from backend.db import Database
-from backend.db.models import Device, DeviceEvent, Job
+from backend.db.models import Device, DeviceEvent
 from backend.devices.exceptions import InvalidRequest, UnknownDevice
 from backend.devices.states import DeviceState, check_transition
+from backend.jobs.manager import JobManager
 
 __all__ = ["MAX_BATCH", "DeviceStore"]
 
@@ -27,9 +30,10 @@ def new_device_id() -> str:
 
 
 class DeviceStore:
-    def __init__(self, database: Database, *, max_attempts: int = 3) -> None:
+    def __init__(self, database: Database, *, max_attempts: int = 3, jobs: JobManager | None = None) -> None:
         self._database = database
         self._max_attempts = max_attempts
+        self._jobs = jobs or JobManager(database)
 
     async def request(
         self, kind: str, count: int, kinds: Sequence[str], env: Mapping[str, str] | None = None
@@ -59,13 +63,12 @@ class DeviceStore:
             await session.flush()
             for device in devices:
                 session.add(DeviceEvent(device_id=device.id, kind="state", to_state=device.state))
-                session.add(
-                    Job(
-                        kind="provision",
-                        device_id=device.id,
-                        payload={"kind": kind, "env": dict(env or {})},
-                        max_attempts=self._max_attempts,
-                    )
+                self._jobs.enqueue(
+                    session,
+                    "provision",
+                    device_id=device.id,
+                    payload={"kind": kind, "env": dict(env or {})},
+                    max_attempts=self._max_attempts,
                 )
         return devices
 
@@ -76,52 +79,29 @@ class DeviceStore:
             missing = [d for d in device_ids if d not in found]
             if missing:
                 raise UnknownDevice(f"no device with id {', '.join(missing)}")
-            # A queued provision for a device about to go is pointless: cancel it.
-            await session.execute(
-                text(
-                    "UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now() "
-                    "WHERE device_id = ANY(:ids) AND kind = 'provision' AND state = 'queued'"
-                ),
-                {"ids": list(device_ids)},
-            )
-            await session.execute(
-                text(
-                    "UPDATE jobs SET cancel_requested = true, updated_at = now() "
-                    "WHERE device_id = ANY(:ids) AND kind = 'provision' AND state = 'running'"
-                ),
-                {"ids": list(device_ids)},
-            )
+            # A provision for a device about to go is pointless: cancel it.
+            await self._jobs.cancel_for_devices(session, device_ids, "provision")
             for device_id in device_ids:
-                session.add(
-                    Job(kind="remove", device_id=device_id, priority=10, max_attempts=self._max_attempts)
+                self._jobs.enqueue(
+                    session, "remove", device_id=device_id, priority=10, max_attempts=self._max_attempts
                 )
 
     async def devices_with_open_jobs(self) -> set[str]:
         """Ids of devices that have a queued or running job (someone is on them)."""
-        async with self._database.session() as session:
-            rows = await session.scalars(
-                select(Job.device_id).where(Job.state.in_(("queued", "running")), Job.device_id.is_not(None))
-            )
-            return {device_id for device_id in rows if device_id is not None}
+        return await self._jobs.open_device_ids()
 
     async def request_reprovision(self, device_id: str, reason: str) -> None:
         """Queue a provision job for an existing device (recovery after its container was lost)."""
         async with self._database.session() as session, session.begin():
             # Keep the options (start URL, screen) the device was first made with.
-            previous = await session.scalar(
-                select(Job.payload)
-                .where(Job.device_id == device_id, Job.kind == "provision")
-                .order_by(Job.id.desc())
-                .limit(1)
-            )
+            previous = await self._jobs.latest_payload(session, device_id, "provision")
             session.add(DeviceEvent(device_id=device_id, kind="recover", message=reason))
-            session.add(
-                Job(
-                    kind="provision",
-                    device_id=device_id,
-                    payload={**(previous or {}), "recover": True},
-                    max_attempts=self._max_attempts,
-                )
+            self._jobs.enqueue(
+                session,
+                "provision",
+                device_id=device_id,
+                payload={**(previous or {}), "recover": True},
+                max_attempts=self._max_attempts,
             )
 
     async def transition(

@@ -1,15 +1,18 @@
 """Errors of the job engine.
 
 JobError
-├── JobCancelled     the job's cancel flag was seen at a checkpoint
-├── LeaseLost        another worker owns the job now; stop without writing
-├── UnknownJob       no job with that id
-└── UnknownJobKind   no handler is registered for a job's kind
+├── JobCancelled       the job's cancel flag was seen at a checkpoint
+├── LeaseLost          another worker owns the job now; stop without writing
+├── StoreUnavailable   the job store (Postgres) could not be reached; retry later
+├── UnknownJob         no job with that id
+└── UnknownJobKind     no handler is registered for a job's kind
 """
 
 from __future__ import annotations
 
 from backend.exceptions import CorralError
+
+__all__ = ["JobCancelled", "JobError", "LeaseLost", "StoreUnavailable", "UnknownJob", "UnknownJobKind"]
 
 
 class JobError(CorralError):
@@ -21,7 +24,11 @@ class JobCancelled(JobError):
 
 
 class LeaseLost(JobError):
-    """The worker lost its lease on the job."""
+    """The worker lost its lease on the job; another worker runs it now."""
+
+
+class StoreUnavailable(JobError):
+    """The job store could not be reached; the worker retries on its own."""
 
 
 class UnknownJob(JobError):

@@ -1,75 +1,87 @@
-"""Reading and steering jobs: list, retry, cancel (what the jobs panel and CLI use)."""
+"""The worker's one door to job rows: a small interface, two implementations.
+
+:class:`JobStore` is everything a :class:`~backend.jobs.worker.Worker` reads or
+writes while it runs jobs: claim, heartbeat, progress, finish, retry, release,
+requeue expired leases, and a wake-up when new work arrives. The Postgres
+implementation (:mod:`backend.jobs.postgres`) runs the named SQL of
+``sql/queries.sql``; the in-memory one (:mod:`backend.jobs.memory`) lets unit
+tests drive the worker's logic without a database.
+
+Contract shared by both:
+
+- Every write that names a *worker* applies only to rows that worker still
+  leases (``state = 'running' AND lease_owner = worker``); a row it lost is left
+  alone, silently.
+- A store that cannot reach its backend raises
+  :class:`~backend.jobs.exceptions.StoreUnavailable` and nothing else; the
+  worker decides whether to retry.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
-from backend.db import Database
-from backend.db.models import Job
-from backend.jobs.exceptions import JobError, UnknownJob
-
-__all__ = ["JOB_STATES", "JobStore"]
+__all__ = ["JOB_STATES", "ClaimedJob", "JobStore", "TerminalState", "Wake"]
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
+TerminalState = Literal["succeeded", "failed", "cancelled"]
 
-class JobStore:
-    def __init__(self, database: Database) -> None:
-        self._database = database
+Wake = Callable[[], None]
+"""Called on the loop when a job may have become runnable (new or retried work)."""
 
-    async def list(self, *, state: str | None = None, limit: int = 500) -> list[Job]:
-        """Newest first. Raises JobError for an unknown *state*."""
-        query = select(Job).order_by(Job.id.desc()).limit(limit)
-        if state is not None:
-            if state not in JOB_STATES:
-                raise JobError(f"unknown job state {state!r}; valid states: {', '.join(JOB_STATES)}")
-            query = query.where(Job.state == state)
-        async with self._database.session() as session:
-            return list((await session.scalars(query)).all())
 
-    async def get(self, job_id: int) -> Job:
-        async with self._database.session() as session:
-            job = await session.get(Job, job_id)
-        if job is None:
-            raise UnknownJob(f"no job with id {job_id}")
-        return job
+@dataclass(slots=True)
+class ClaimedJob:
+    """A job the store leased to a worker; *attempt* already counts this run. Read-only by convention."""
 
-    async def retry(self, job_id: int) -> Job:
-        """Queue a failed or cancelled job again, with a fresh set of attempts."""
-        async with self._database.session() as session, session.begin():
-            job = await session.get(Job, job_id, with_for_update=True)
-            if job is None:
-                raise UnknownJob(f"no job with id {job_id}")
-            if job.state not in ("failed", "cancelled"):
-                raise JobError(f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried")
-            await session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    state="queued",
-                    attempts=0,
-                    run_after=func.now(),
-                    cancel_requested=False,
-                    progress=0.0,
-                    progress_message="retry requested",
-                    finished_at=None,
-                    updated_at=func.now(),
-                )
-            )
-        return await self.get(job_id)
+    id: int
+    kind: str
+    device_id: str | None
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
 
-    async def cancel(self, job_id: int) -> Job:
-        """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
-        async with self._database.session() as session, session.begin():
-            job = await session.get(Job, job_id, with_for_update=True)
-            if job is None:
-                raise UnknownJob(f"no job with id {job_id}")
-            values: dict[str, object]
-            if job.state == "queued":
-                values = {"state": "cancelled", "finished_at": func.now()}
-            elif job.state == "running":
-                values = {"cancel_requested": True}
-            else:
-                raise JobError(f"job {job_id} is {job.state}; only queued or running jobs can be cancelled")
-            await session.execute(update(Job).where(Job.id == job_id).values(**values, updated_at=func.now()))
-        return await self.get(job_id)
+
+class JobStore(Protocol):
+    async def open(self, connections: int, wake: Wake) -> None:
+        """Get ready for up to *connections* concurrent calls; call *wake* on new work."""
+
+    async def close(self) -> None:
+        """Release what :meth:`open` took. The store is not used afterwards."""
+
+    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
+        """Lease up to *limit* runnable jobs to *worker* for *lease* seconds.
+
+        Highest priority first, then oldest ``run_after``, then id. Each claimed
+        job's attempt count goes up by one.
+        """
+
+    async def heartbeat(self, worker: str, job_ids: Sequence[int], lease: float) -> dict[int, bool]:
+        """Extend *worker*'s leases on *job_ids*; returns {id: cancel requested} of those still held."""
+
+    async def set_progress(self, job_id: int, worker: str, fraction: float, message: str) -> bool | None:
+        """Record progress; returns the cancel flag, or None when *worker* no longer holds the job."""
+
+    async def finish(self, job_id: int, worker: str, state: TerminalState, error: str | None) -> None:
+        """Move the job to a terminal *state* with *error*, ending the lease."""
+
+    async def finish_succeeded(self, job_ids: Sequence[int], worker: str) -> None:
+        """Mark *job_ids* succeeded in one write (successes are batched)."""
+
+    async def retry(self, job_id: int, worker: str, delay: float, error: str | None) -> None:
+        """Queue the job again, runnable after *delay* seconds; the attempt stays counted."""
+
+    async def release(self, worker: str, job_ids: Sequence[int] | None = None) -> list[int]:
+        """Queue *worker*'s jobs again at once with the attempt undone (shutdown).
+
+        With *job_ids* None, every job *worker* still leases. Returns the ids released.
+        """
+
+    async def requeue_expired(self) -> list[int]:
+        """Queue again every running job whose lease ran out (its worker died)."""
+
+    async def next_run_after(self) -> float | None:
+        """Seconds until the earliest queued job is runnable (<= 0: now); None if none is queued."""

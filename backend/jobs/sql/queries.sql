@@ -24,9 +24,9 @@ WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND state = 'running'
 RETURNING id, cancel_requested;
 
 -- set_progress --
--- Record progress of job $1; returns the cancel flag.
+-- Record progress of job $1 held by worker $4; returns the cancel flag, no row once the lease is lost.
 UPDATE jobs SET progress = $2, progress_message = $3, updated_at = now()
-WHERE id = $1
+WHERE id = $1 AND lease_owner = $4 AND state = 'running'
 RETURNING cancel_requested;
 
 -- finish_job --
@@ -61,7 +61,15 @@ RETURNING id;
 SELECT extract(epoch FROM min(run_after) - now())::float8 FROM jobs WHERE state = 'queued';
 
 -- release_jobs --
--- Hand worker $2's claimed-but-unstarted jobs $1 back to the queue (shutdown), undoing the attempt.
-UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = now()
-WHERE id = ANY($1::bigint[]) AND lease_owner = $2;
+-- Hand worker $2's jobs $1 back to the queue at once (shutdown), undoing the attempt.
+UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND state = 'running'
+RETURNING id;
+
+-- release_owned --
+-- Hand every job worker $1 still leases back to the queue (last step of a shutdown), undoing the attempt.
+UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = now()
+WHERE lease_owner = $1 AND state = 'running'
+RETURNING id;

@@ -1,16 +1,20 @@
-"""The job worker on a real Postgres: claim, run, retry, cancel, no double runs."""
+"""The job worker on a real Postgres: claim, run, retry, cancel, no double runs, clean stop."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Callable
 
 from sqlalchemy import text
 
 from backend.config import Settings
 from backend.db import Database
-from backend.jobs.worker import JobContext, Worker
+from backend.db.notify import channel
+from backend.jobs.postgres import PostgresJobStore
+from backend.jobs.store import ClaimedJob
+from backend.jobs.worker import Handler, JobContext, Worker
 
 
 async def _enqueue(database: Database, kind: str, count: int = 1, max_attempts: int = 3) -> list[int]:
@@ -44,6 +48,23 @@ async def _wait_state(
     return job
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def _wait_listening(database: Database, timeout: float = 10.0) -> None:
+    """Until some session LISTENs on the jobs channel (then an enqueue wakes the worker)."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE query = :listen")
+    async with asyncio.timeout(timeout):
+        while True:
+            async with database.session() as session:
+                if await session.scalar(query, {"listen": f'LISTEN "{channel("jobs")}"'}):
+                    return
+            await asyncio.sleep(0.02)
+
+
 async def test_runs_jobs_woken_by_notify(settings: Settings) -> None:
     database = await Database.open(settings)
     seen: list[int] = []
@@ -55,7 +76,7 @@ async def test_runs_jobs_woken_by_notify(settings: Settings) -> None:
     worker = Worker(database, {"noop": handler}, concurrency=2, poll_seconds=30)
     await worker.start()
     try:
-        await asyncio.sleep(0.2)
+        await _wait_listening(database)
         ids = await _enqueue(database, "noop", 5)
         for job_id in ids:
             job = await _wait_state(database, job_id, "succeeded", timeout=5)
@@ -83,9 +104,9 @@ async def test_an_idle_worker_waits_for_notify_instead_of_polling(settings: Sett
     worker = Worker(database, {"noop": lambda job: asyncio.sleep(0)}, concurrency=2, poll_seconds=30)
     await worker.start()
     try:
-        await asyncio.sleep(0.5)
+        await _wait_listening(database)
         before = await _transactions(database)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the window we count transactions over, not a wait for an event
         # Statistics arrive late and in batches; a polling worker made ~400 here.
         assert await _transactions(database) - before < 20
         ids = await _enqueue(database, "noop", 1)
@@ -209,7 +230,7 @@ async def test_postgres_restart_while_jobs_run_loses_nothing(settings: Settings,
     await worker.start()
     try:
         ids = await _enqueue(database, "slow", 40)
-        await asyncio.sleep(0.8)
+        await _until(lambda: len(runs) >= 4)  # restart while jobs run
         await asyncio.to_thread(
             pgexec,
             "pg_ctl",
@@ -225,3 +246,105 @@ async def test_postgres_restart_while_jobs_run_loses_nothing(settings: Settings,
     finally:
         await worker.stop()
         await database.close()
+
+
+class _PausingStore(PostgresJobStore):
+    """Pauses every claim right after Postgres committed it, until the test lets it return."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.committed = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
+        claimed = await super().claim(worker, limit, lease)
+        if claimed:
+            self.committed.set()
+            await self.resume.wait()
+        return claimed
+
+
+async def _stop_right_after_a_claim(database: Database, handler: Handler, *, gives_up: bool) -> None:
+    """One round: a claim commits and pauses, then stop() runs.
+
+    With *gives_up*, stop() waits only 10 ms for the claim before going on; otherwise
+    the claim returns while stop() waits for it.
+    """
+    store = _PausingStore(database)
+    worker = Worker(store, {"noop": handler}, concurrency=2, lease_seconds=60)
+    await worker.start()
+    (job_id,) = await _enqueue(database, "noop")
+    await asyncio.wait_for(store.committed.wait(), 10)
+    assert (await _job(database, job_id))["state"] == "running"
+    stopping = asyncio.create_task(worker.stop(grace=0.01 if gives_up else 10))
+    await _until(lambda: worker.stopping)
+    if not gives_up:
+        store.resume.set()
+    await asyncio.wait_for(stopping, 30)
+    store.resume.set()
+    job = await _job(database, job_id)
+    assert (job["state"], job["attempts"], job["lease_owner"], job["lease_expires_at"]) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
+    async with database.session() as session, session.begin():
+        await session.execute(text("DELETE FROM jobs"))
+
+
+async def test_stop_right_after_a_claim_committed_releases_the_job(settings: Settings) -> None:
+    # A stopping worker once cancelled its claim loop here (2 of 3 stops in the
+    # app): the job stayed 'running' with no one on it until its lease expired,
+    # and lost an attempt. Each round makes the race happen, the same way.
+    database = await Database.open(settings)
+    ran: list[int] = []
+
+    async def handler(job: JobContext) -> None:
+        ran.append(job.id)
+
+    try:
+        for round_ in range(10):
+            await _stop_right_after_a_claim(database, handler, gives_up=round_ % 2 == 1)
+        assert ran == []
+    finally:
+        await database.close()
+
+
+async def test_a_lease_taken_by_another_worker_stops_the_handler_without_writing(
+    settings: Settings,
+) -> None:
+    database = await Database.open(settings)
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    async def handler(job: JobContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    worker = Worker(database, {"long": handler}, concurrency=1, lease_seconds=60)
+    await worker.start()
+    try:
+        (job_id,) = await _enqueue(database, "long")
+        await asyncio.wait_for(started.wait(), 10)
+        async with database.session() as session, session.begin():
+            await session.execute(
+                text("UPDATE jobs SET lease_owner = 'other-worker', attempts = 2 WHERE id = :id"),
+                {"id": job_id},
+            )
+        await worker.beat()
+        await _until(lambda: ended == ["cancelled"])
+    finally:
+        await worker.stop()
+        job = await _job(database, job_id)
+        await database.close()
+    assert (job["state"], job["lease_owner"], job["attempts"], job["error"]) == (
+        "running",
+        "other-worker",
+        2,
+        None,
+    )
