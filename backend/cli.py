@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.add_argument("--kind", required=True, choices=DEVICE_KINDS, help="device kind")
     provision.add_argument("--count", type=_count, default=1, help=f"how many (1..{MAX_BATCH}, default 1)")
-    provision.add_argument("--wait", action="store_true", help="wait until every device is ready or failed")
+    provision.add_argument(
+        "--wait", action="store_true", help="wait until their jobs have ended (ready, or failed for good)"
+    )
     provision.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait or to host (default 600)"
     )
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("refs", nargs="*", metavar="ID|NAME", help="devices to remove")
     remove.add_argument("--all", action="store_true", help="remove every device")
-    remove.add_argument("--wait", action="store_true", help="wait until every device is removed")
+    remove.add_argument("--wait", action="store_true", help="wait until their remove jobs have ended")
     remove.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait or to host (default 120)"
     )
@@ -294,14 +296,11 @@ async def _provision(args: argparse.Namespace) -> int:
         ids = [d.id for d in created]
         if corral.is_host:
             print(_HOSTING, flush=True)
-            waiting = corral.wait_jobs_done(ids, args.timeout, on_change=_print_progress)
-        elif args.wait:
-            waiting = corral.wait_for(ids, {DeviceState.READY}, args.timeout, on_change=_print_progress)
-        else:
+        elif not args.wait:
             print("the running Corral host provisions them; follow with `corral devices`")
             return 0
         try:
-            final = await waiting
+            final = await corral.wait_jobs_done(ids, args.timeout, on_change=_print_progress)
         except TimeoutError:
             print(
                 f"corral: devices not ready after {args.timeout:.0f}s; see `corral devices`", file=sys.stderr
@@ -328,14 +327,11 @@ async def _remove(args: argparse.Namespace) -> int:
         print(f"removing {', '.join(d.name for d in targets)}")
         if corral.is_host:
             print(_HOSTING, flush=True)
-            waiting = corral.wait_jobs_done(ids, args.timeout)
-        elif args.wait:
-            waiting = corral.wait_for(ids, {DeviceState.REMOVED}, args.timeout)
-        else:
+        elif not args.wait:
             print("the running Corral host removes them; follow with `corral devices`")
             return 0
         try:
-            final = await waiting
+            final = await corral.wait_jobs_done(ids, args.timeout)
         except TimeoutError:
             print(f"corral: removal not finished after {args.timeout:.0f}s", file=sys.stderr)
             return 1
@@ -381,16 +377,25 @@ def _job_json(job: JobInfo) -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    corral = await Corral.start(Settings(), role="host", stream=True)
-    print(f"corral: serving (host); stream proxy on port {corral.stream_port}. Ctrl-C to stop.", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     import signal
 
+    # Handlers first: a SIGTERM while starting (or while waiting for the host
+    # lock) must stop cleanly too, not kill the process mid-way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(Corral.start(Settings(), role="host", stream=True))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()  # Corral.start stops what it started
+        await asyncio.gather(starting, return_exceptions=True)
+        return 0
+    corral = starting.result()
+    print(f"corral: serving (host); stream proxy on port {corral.stream_port}. Ctrl-C to stop.", flush=True)
     try:
-        await stop.wait()
+        await stopping
     finally:
         await corral.stop()
     return 0

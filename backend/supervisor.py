@@ -19,7 +19,6 @@ task (in reverse start order) and never raises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -50,11 +49,11 @@ class Supervisor:
 
     def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run()`` as task *name*, restarting it after a failure (see module docstring)."""
-        self._start(name, self._supervise(name, run, interval=None))
+        self._start(name, run, None)
 
     def every(self, name: str, interval: float, body: Callable[[], Awaitable[None]]) -> None:
         """Call ``body()`` now and then every *interval* seconds as task *name*."""
-        self._start(name, self._supervise(name, body, interval=interval))
+        self._start(name, body, interval)
 
     def states(self) -> list[TaskState]:
         """Snapshots of every task started so far, in start order."""
@@ -69,8 +68,7 @@ class Supervisor:
         if task is None:
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait([task])  # never raises the task's outcome; our own cancel passes
         self._set(name, status="stopped")
 
     async def stop_all(self) -> None:
@@ -78,13 +76,12 @@ class Supervisor:
         for name in reversed(list(self._tasks)):
             await self.stop(name)
 
-    def _start(self, name: str, coroutine: Awaitable[None]) -> None:
+    def _start(self, name: str, body: Callable[[], Awaitable[None]], interval: float | None) -> None:
         if name in self._tasks:
             raise RuntimeError(f"a supervised task named {name!r} is already running")
         self._states[name] = TaskState(name, "running")
+        self._tasks[name] = asyncio.create_task(self._supervise(name, body, interval=interval), name=name)
         self._changed()
-        self._tasks[name] = asyncio.ensure_future(coroutine)
-        self._tasks[name].set_name(name)
 
     async def _supervise(
         self, name: str, body: Callable[[], Awaitable[None]], *, interval: float | None
