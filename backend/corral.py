@@ -28,6 +28,7 @@ from typing import Literal
 from backend.auth import tokens
 from backend.config import Settings, rundir
 from backend.db import Database
+from backend.db.exceptions import DatabaseUnavailable
 from backend.db.models import Device, Job
 from backend.db.notify import channel
 from backend.devices.handlers import DeviceHandlers
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 Role = Literal["auto", "host", "client"]
 HOST_TASK = "host"
 """The supervised task that watches the host lock and takes it back after a loss."""
+_RETAKE_DELAY = 0.5
+"""Seconds between attempts to reach Postgres again for the lock (short: a host is wanted back soon)."""
 DEVICE_KINDS = ("browser",)
 """Kinds this build can provision (android comes with its own image)."""
 
@@ -206,7 +209,7 @@ class Corral:
         assert lock is not None
         while True:
             if not lock.held:
-                await lock.acquire(wait=True)
+                await self._retake(lock)
             try:
                 if not self._hosting:
                     await self._become_host()
@@ -218,6 +221,19 @@ class Corral:
                 raise
             log.error("lost the host lock (%s): stopping host work now, then taking it back", reason)
             await self._drop_host()
+
+    async def _retake(self, lock: HostLock) -> None:
+        """Wait for the lock; while Postgres is away (restarting), try again every 0.5 s."""
+        warned = False
+        while True:
+            try:
+                await lock.acquire(wait=True)
+                return
+            except DatabaseUnavailable as exc:
+                if not warned:
+                    log.warning("cannot take the host lock yet (%s); retrying until Postgres answers", exc)
+                    warned = True
+                await asyncio.sleep(_RETAKE_DELAY)
 
     async def _drop_host(self) -> None:
         assert self._lock is not None

