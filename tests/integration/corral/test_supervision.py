@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import psutil
 import pytest
 
 from backend.config import Settings
@@ -134,3 +139,33 @@ async def test_stop_stops_everything_when_a_part_fails(settings: Settings, docke
     assert corral.database.closed
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
     assert await _until(lambda: _connections(url), lambda n: n == 0, 10) == 0
+
+
+@pytest.fixture
+def embedded_settings(short_tmp: Path) -> Iterator[Settings]:
+    data = Path(tempfile.mkdtemp(prefix="corral-embedded-"))
+    os.chmod(data, 0o755)  # as root, Postgres runs as its own user and must reach pgdata
+    yield Settings(data_dir=data, runtime_dir=short_tmp / "run", device_network="none")
+    shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_stop_stops_the_embedded_postgres_when_parts_fail(
+    embedded_settings: Settings, docker_available: None
+) -> None:
+    runtime = FlakyRuntime(embedded_settings)
+    runtime.fail_close = True
+    corral = await Corral.start(embedded_settings, role="host", stream=False, runtime=runtime)
+    pid_file = embedded_settings.pgdata_dir / "postmaster.pid"
+    postmaster = int(pid_file.read_text().split()[0])
+    assert psutil.pid_exists(postmaster)
+
+    async def broken_stop() -> None:
+        raise RuntimeError("injected hub stop failure")
+
+    corral.hub.stop = broken_stop  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="injected hub stop failure"):
+        await corral.stop()
+    # Shut down cleanly: its pid file is gone and the process ended (a zombie until reaped).
+    assert not pid_file.exists()
+    assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
