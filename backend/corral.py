@@ -209,6 +209,11 @@ class Corral:
         assert lock is not None
         while True:
             if not lock.held:
+                # Lost before watch() began (e.g. while host work was starting), or
+                # after a failure: stop whatever still runs before waiting again.
+                if self._hosting:
+                    log.error("lost the host lock while starting host work: stopping it now")
+                await self._drop_host()
                 await self._retake(lock)
             try:
                 if not self._hosting:

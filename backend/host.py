@@ -41,6 +41,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import text
 
+from backend.config.exceptions import RuntimeDirError
 from backend.db import Database
 from backend.db.database import LIBRARY_ERRORS, translate_error
 from backend.types import TaskState
@@ -127,7 +128,8 @@ class HostLock:
         """Take the lock; with *wait*, wait as long as another process holds it.
 
         Returns False (without *wait*) when another process is the host. Raises
-        DatabaseUnavailable when Postgres cannot be reached.
+        DatabaseUnavailable when Postgres cannot be reached, RuntimeDirError when
+        the lock file cannot be opened.
         """
         if self._fd is not None:
             raise RuntimeError("the host lock is already held")
@@ -135,26 +137,35 @@ class HostLock:
         try:
             lost = asyncio.Event()
             connection.add_termination_listener(lambda _connection: lost.set())
-            got = await connection.fetchval("SELECT pg_try_advisory_lock($1)", HOST_LOCK_KEY)
-            if not got and wait:
-                holder = await find_host(self._database)
-                log.warning(
-                    "another Corral is the host (%s); waiting for it to stop",
-                    holder.describe() if holder else "unknown",
-                )
-                await connection.fetchval("SELECT pg_advisory_lock($1)", HOST_LOCK_KEY)
-                got = True
-            if not got:
+            got = await self._lock_on(connection, wait=wait)
+            if got:
+                await self._take_flock()
+            else:
                 await connection.close(timeout=2)
-                return False
-            await self._take_flock()
-        except BaseException as exc:
+        except BaseException:
             connection.terminate()
-            if isinstance(exc, LIBRARY_ERRORS) and not isinstance(exc, TimeoutError):
-                raise translate_error(exc) from exc
             raise
-        self._connection, self._lost = connection, lost
-        return True
+        if got:
+            self._connection, self._lost = connection, lost
+        return got
+
+    async def _lock_on(self, connection: asyncpg.Connection, *, wait: bool) -> bool:
+        try:
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", HOST_LOCK_KEY):
+                return True
+            if not wait:
+                return False
+            holder = await find_host(self._database)
+            log.warning(
+                "another Corral is the host (%s); waiting for it to stop",
+                holder.describe() if holder else "unknown",
+            )
+            await connection.fetchval("SELECT pg_advisory_lock($1)", HOST_LOCK_KEY)
+            return True
+        except TimeoutError:
+            raise
+        except LIBRARY_ERRORS as exc:
+            raise translate_error(exc) from exc
 
     async def watch(self) -> str:
         """Return (a reason, for the log) once the lock is lost; never returns while it is held."""
@@ -189,7 +200,10 @@ class HostLock:
     async def _take_flock(self) -> None:
         # The runtime root is ours and writable by no one else (rundir.ensure_root),
         # so the file cannot be planted; O_NOFOLLOW all the same.
-        fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise RuntimeDirError(f"cannot open the host lock file {self._lock_file}: {exc}") from exc
         try:
             waited = False
             while True:

@@ -82,7 +82,7 @@ class StatusBar(QStatusBar):
     def show_health(self, health: Health) -> None:
         self._docker.set_state(health.docker_ok, health.docker_message)
         self._database.set_state(health.database_ok, health.database_message)
-        details = f"{health.role}; host: {health.host or 'unknown'}; {health.background_message}"
+        details = f"role: {health.role}; host: {health.host or 'unknown'}; {health.background_message}"
         self._background.set_state(health.background_ok, details, bad="failing")
 
     @Slot(str)

@@ -234,5 +234,5 @@ def test_a_failing_background_task_shows_in_the_status_bar(qtbot, corral_without
     with open_window(qtbot, corral) as window:
         qtbot.waitUntil(lambda: window.status().background_summary() == "failing", timeout=15_000)
         details = window.status().background_details()
-        assert details.startswith("Background: host; host: this process; reconciler: failing (")
+        assert details.startswith("Background: role: host; host: this process; reconciler: failing (")
         assert "Cannot reach the Docker daemon" in details

@@ -131,9 +131,13 @@ async def test_two_serve_processes_never_host_at_once(settings: Settings, docker
             terminated_at = datetime.now()
             taken += 1
             # Whichever takes over logs it; read until the total count went up.
-            await _until(
-                lambda want=taken: sum(p.count(TAKEN) for p in processes) >= want, 10.0, "a new host"
-            )
+            try:
+                await _until(
+                    lambda want=taken: sum(p.count(TAKEN) for p in processes) >= want, 10.0, "a new host"
+                )
+            except AssertionError:
+                logs = [f"--- pid {p.pid}:\n" + "\n".join(line.text for line in p.lines) for p in processes]
+                raise AssertionError("no new host within 10 s:\n" + "\n".join(logs)) from None
             newest = max(line.at for p in processes for line in p.lines if TAKEN in line.text and line.at)
             handover = (newest - terminated_at).total_seconds()
             print(f"new host {handover:.3f}s after pg_terminate_backend")
@@ -214,5 +218,42 @@ async def test_a_postgres_restart_stops_host_work_and_the_host_comes_back(
         assert any("lost the host lock" in r.getMessage() for r in caplog.records)
         assert await _holder_backend(url) is not None
         assert (await host.health()).role == "host"
+    finally:
+        await host.stop()
+
+
+async def test_a_lock_lost_while_host_work_starts_is_noticed(
+    settings: Settings,
+    docker_available: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The race made deterministic: the lock's connection dies after host work
+    # started but before the watch began.
+    caplog.set_level(logging.INFO, logger="backend.corral")
+    url = settings.database_url or ""
+    original = Corral._become_host
+    lost_once: list[bool] = []
+
+    async def become_then_lose(self: Corral) -> None:
+        await original(self)
+        if not lost_once:
+            lost_once.append(True)
+            await _terminate_holder(url)
+            assert self._lock is not None
+            await _until(lambda: not self._lock.held, 5.0, "the loss seen")  # type: ignore[union-attr]
+
+    monkeypatch.setattr(Corral, "_become_host", become_then_lose)
+    host = await Corral.start(settings, role="host", stream=False)
+    try:
+        await _until(
+            lambda: sum(TAKEN in r.getMessage() for r in caplog.records) == 2 and host.is_host,
+            5.0,
+            "host again",
+        )
+        assert sum(RELEASED in r.getMessage() for r in caplog.records) == 1
+        state = host.supervisor.state("host")
+        assert state is not None and (state.status, state.failures) == ("running", 0)
+        assert await _holder_backend(url) is not None
     finally:
         await host.stop()
