@@ -11,7 +11,7 @@ from backend.corral import DEVICE_KINDS, Corral
 from backend.devices.store import MAX_BATCH
 from backend.exceptions import CorralError
 from backend.jobs.store import JOB_STATES
-from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
+from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener, TaskState
 
 __all__ = [
     "DEVICE_KINDS",
@@ -25,4 +25,5 @@ __all__ = [
     "JobInfo",
     "JobsListener",
     "Settings",
+    "TaskState",
 ]

@@ -2,6 +2,11 @@
 
 Exit status: 0 success, 1 the operation failed (the message says why and what to
 do), 2 a usage error.
+
+Roles (see backend.corral): ``devices``, ``jobs`` and ``doctor`` only read: they
+are clients (no host lock, no sockets, no worker, no writes). ``jobs retry`` and
+``jobs cancel`` write their request as clients. ``provision`` and ``rm`` queue
+jobs; if no host is running they host until those jobs have ended, then stop.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from backend.config import Settings, settings_problems
-from backend.corral import DEVICE_KINDS, Corral
+from backend.corral import DEVICE_KINDS, Corral, Role
 from backend.devices.states import DeviceState
 from backend.devices.store import MAX_BATCH
 from backend.exceptions import CorralError
@@ -40,6 +45,12 @@ examples:
   corral images build                      build the browser device image now
   corral serve                             run the backend without a window
   corral doctor                            check Docker, Postgres and the display
+
+host and clients: one Corral process at a time is the host (the window or `corral
+serve`): it runs the jobs and serves the devices. `devices`, `jobs` and `doctor`
+only read. `provision` and `rm` queue jobs for the running host and return (or
+follow them with --wait); if no host is running, they act as the host until the
+jobs they queued have ended, then stop. `jobs retry|cancel` only queue the request.
 
 environment: CORRAL_DATABASE_URL (default: embedded Postgres), CORRAL_DATA_DIR,
 CORRAL_DEVICE_NETWORK (none|bridge), DOCKER_HOST; see README.md for the rest.
@@ -74,26 +85,46 @@ def build_parser() -> argparse.ArgumentParser:
     provision = commands.add_parser(
         "provision",
         help="create devices",
-        description="Queue new devices; with --wait, show progress until they are ready.",
+        description=(
+            "Queue new devices; with --wait, show progress until they are ready. If no Corral"
+            " host is running, this command is the host until its jobs have ended."
+        ),
     )
     provision.add_argument("--kind", required=True, choices=DEVICE_KINDS, help="device kind")
     provision.add_argument("--count", type=_count, default=1, help=f"how many (1..{MAX_BATCH}, default 1)")
-    provision.add_argument("--wait", action="store_true", help="wait until every device is ready or failed")
-    provision.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (default 600)")
+    provision.add_argument(
+        "--wait", action="store_true", help="wait until their jobs have ended (ready, or failed for good)"
+    )
+    provision.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait or to host (default 600)"
+    )
 
     devices = commands.add_parser("devices", help="list devices")
     devices.add_argument("--json", action="store_true", help="one JSON array, for scripts")
     devices.add_argument("--all", action="store_true", help="include removed devices")
 
-    remove = commands.add_parser("rm", help="remove devices and their containers")
+    remove = commands.add_parser(
+        "rm",
+        help="remove devices and their containers",
+        description=(
+            "Queue removal; with --wait, wait until the devices are gone. If no Corral host is"
+            " running, this command is the host until its jobs have ended."
+        ),
+    )
     remove.add_argument("refs", nargs="*", metavar="ID|NAME", help="devices to remove")
     remove.add_argument("--all", action="store_true", help="remove every device")
-    remove.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    remove.add_argument("--wait", action="store_true", help="wait until their remove jobs have ended")
+    remove.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait or to host (default 120)"
+    )
 
     jobs = commands.add_parser(
         "jobs",
         help="list, retry or cancel jobs",
-        description="Without an action: the newest jobs, with state, attempts, progress and error.",
+        description=(
+            "Without an action: the newest jobs, with state, attempts, progress and error (reads"
+            " only). retry/cancel write the request; the running host carries it out."
+        ),
     )
     jobs.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
     jobs.add_argument("--json", action="store_true", help="one JSON array, for scripts")
@@ -115,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_commands.add_parser("downgrade", help="migrate down to a revision")
     down.add_argument("revision", help="target revision, e.g. base")
 
-    commands.add_parser("doctor", help="check that Docker, Postgres and the display work")
+    commands.add_parser("doctor", help="check Docker, Postgres and the display; show the host (reads only)")
     return parser
 
 
@@ -155,8 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-async def _open(*, stream: bool = False) -> Corral:
-    return await Corral.start(Settings(), stream=stream)
+async def _open(role: Role) -> Corral:
+    return await Corral.start(Settings(), role=role, stream=False)
+
+
+_NO_HOST = "no Corral host is running (open the window or run `corral serve`)"
+_HOSTING = (
+    "no Corral host is running, so this command is the host until the jobs it queued have ended"
+    " (Ctrl-C hands them back to the queue)"
+)
 
 
 def _age(info: DeviceInfo | JobInfo) -> str:
@@ -235,7 +273,7 @@ def _print_progress(info: DeviceInfo) -> None:
 
 
 async def _devices(args: argparse.Namespace) -> int:
-    corral = await _open()
+    corral = await _open("client")
     try:
         rows = await corral.devices(include_removed=args.all)
     finally:
@@ -250,19 +288,19 @@ async def _devices(args: argparse.Namespace) -> int:
 
 
 async def _provision(args: argparse.Namespace) -> int:
-    corral = await _open()
+    corral = await _open("auto")
     try:
         await corral.runtime.ping()
         created = await corral.provision(args.kind, args.count)
         print(f"requested {len(created)} {args.kind} device(s): {', '.join(d.name for d in created)}")
-        if not (args.wait or corral.is_host):
+        ids = [d.id for d in created]
+        if corral.is_host:
+            print(_HOSTING, flush=True)
+        elif not args.wait:
             print("the running Corral host provisions them; follow with `corral devices`")
             return 0
-        if not args.wait:
-            print("no other Corral is running, so this command does the work; waiting")
-        ids = [d.id for d in created]
         try:
-            final = await corral.wait_for(ids, {DeviceState.READY}, args.timeout, on_change=_print_progress)
+            final = await corral.wait_jobs_done(ids, args.timeout, on_change=_print_progress)
         except TimeoutError:
             print(
                 f"corral: devices not ready after {args.timeout:.0f}s; see `corral devices`", file=sys.stderr
@@ -275,7 +313,7 @@ async def _provision(args: argparse.Namespace) -> int:
 
 
 async def _remove(args: argparse.Namespace) -> int:
-    corral = await _open()
+    corral = await _open("auto")
     try:
         if args.all:
             targets = await corral.devices()
@@ -284,12 +322,16 @@ async def _remove(args: argparse.Namespace) -> int:
         if not targets:
             print("no devices to remove")
             return 0
-        await corral.remove([d.id for d in targets])
+        ids = [d.id for d in targets]
+        await corral.remove(ids)
         print(f"removing {', '.join(d.name for d in targets)}")
-        if not corral.is_host:
+        if corral.is_host:
+            print(_HOSTING, flush=True)
+        elif not args.wait:
+            print("the running Corral host removes them; follow with `corral devices`")
             return 0
         try:
-            final = await corral.wait_for([d.id for d in targets], {DeviceState.REMOVED}, args.timeout)
+            final = await corral.wait_jobs_done(ids, args.timeout)
         except TimeoutError:
             print(f"corral: removal not finished after {args.timeout:.0f}s", file=sys.stderr)
             return 1
@@ -302,15 +344,18 @@ async def _remove(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    corral = await _open()
+    corral = await _open("client")
     try:
-        if args.jobs_command == "retry":
-            job = await corral.retry_job(args.job_id)
-            print(f"job {job.id} ({job.kind}) queued again")
-            return 0
-        if args.jobs_command == "cancel":
-            job = await corral.cancel_job(args.job_id)
-            print(f"job {job.id} ({job.kind}): {'cancel requested' if job.state == 'running' else job.state}")
+        if args.jobs_command in ("retry", "cancel"):
+            if args.jobs_command == "retry":
+                job = await corral.retry_job(args.job_id)
+                print(f"job {job.id} ({job.kind}) queued again")
+            else:
+                job = await corral.cancel_job(args.job_id)
+                outcome = "cancel requested" if job.state == "running" else job.state
+                print(f"job {job.id} ({job.kind}): {outcome}")
+            if job.state in ("queued", "running") and await corral.host() is None:
+                print(f"{_NO_HOST}: the job waits for one")
             return 0
         rows = await corral.jobs(state=args.state, limit=args.limit)
     finally:
@@ -332,16 +377,25 @@ def _job_json(job: JobInfo) -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    corral = await Corral.start(Settings(), role="host", stream=True)
-    print(f"corral: serving (host); stream proxy on port {corral.stream_port}. Ctrl-C to stop.", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     import signal
 
+    # Handlers first: a SIGTERM while starting (or while waiting for the host
+    # lock) must stop cleanly too, not kill the process mid-way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(Corral.start(Settings(), role="host", stream=True))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()  # Corral.start stops what it started
+        await asyncio.gather(starting, return_exceptions=True)
+        return 0
+    corral = starting.result()
+    print(f"corral: serving (host); stream proxy on port {corral.stream_port}. Ctrl-C to stop.", flush=True)
     try:
-        await stop.wait()
+        await stopping
     finally:
         await corral.stop()
     return 0
@@ -384,7 +438,7 @@ async def _doctor(args: argparse.Namespace) -> int:
     ok = True
     for check in await run_checks(Settings()):
         ok = ok and check.ok
-        print(f"{'ok ' if check.ok else 'BAD'}  {check.name:<10} {check.message}")
+        print(f"{'ok ' if check.ok else 'BAD'}  {check.name:<18} {check.message}")
     return 0 if ok else 1
 
 

@@ -1,9 +1,19 @@
 """The assembled backend: database, runtime, hub, stream proxy and job workers.
 
-One process at a time is the *host*: it holds a Postgres advisory lock, serves
-the agents' hub sockets and runs the job workers. Any other Corral process (a
-second window, a CLI command while the app runs) is a *client*: it writes
-requests to the database, and the host's workers carry them out.
+One process at a time is the *host*: it holds the host lock (:mod:`backend.host`),
+serves the agents' hub sockets, runs the job worker and the reconciler. Any
+other Corral process (a second window, a CLI command while the app runs) is a
+*client*: it reads, writes requests to the database, and the host's workers
+carry them out. A client takes no lock, binds no socket and starts no worker.
+
+Roles (:meth:`Corral.start`): ``client`` never hosts; ``host`` waits for the lock;
+``auto`` hosts if no other process does, else is a client. A host watches its
+lock: when it is lost (Postgres restarted, the connection was terminated) it
+stops all host work at once, then waits to take the lock again and resumes.
+
+Every long-lived task runs under one :class:`~backend.supervisor.Supervisor`
+(the lock watch ``host``, ``reconciler``, ``db-listener``); its state is part of
+:meth:`Corral.health`.
 """
 
 from __future__ import annotations
@@ -15,23 +25,25 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 
-import asyncpg
-
 from backend.auth import tokens
 from backend.config import Settings, rundir
 from backend.db import Database
+from backend.db.exceptions import DatabaseUnavailable
 from backend.db.models import Device, Job
 from backend.db.notify import channel
 from backend.devices.handlers import DeviceHandlers
 from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
+from backend.exceptions import CorralError
+from backend.host import HostInfo, HostLock, find_host, publish_tasks
 from backend.hub import Hub, HubListener
 from backend.hub.events import EventCoalescer
 from backend.jobs.manager import JobManager
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
+from backend.supervisor import Supervisor, run_steps
 from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
 
 __all__ = ["Corral"]
@@ -39,7 +51,10 @@ __all__ = ["Corral"]
 log = logging.getLogger(__name__)
 
 Role = Literal["auto", "host", "client"]
-_HOST_LOCK_KEY = 0x636F7272616C  # "corral"
+HOST_TASK = "host"
+"""The supervised task that watches the host lock and takes it back after a loss."""
+_RETAKE_DELAY = 0.5
+"""Seconds between attempts to reach Postgres again for the lock (short: a host is wanted back soon)."""
 DEVICE_KINDS = ("browser",)
 """Kinds this build can provision (android comes with its own image)."""
 
@@ -94,11 +109,19 @@ class _HubEvents(HubListener):
 class Corral:
     """Start with :meth:`start`, stop with :meth:`stop`. See ``backend.api`` for the contract."""
 
-    def __init__(self, settings: Settings, database: Database, runtime: Runtime, secret: bytes) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        runtime: Runtime,
+        secret: bytes,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.settings = settings
         self.database = database
         self.runtime = runtime
         self._secret = secret
+        self.supervisor = supervisor or Supervisor()
         self.store = DeviceStore(database, max_attempts=settings.job_max_attempts)
         self._hub_events = _HubEvents(self.store)
         self.hub = Hub(settings, self._hub_events)
@@ -109,59 +132,131 @@ class Corral:
         self._worker: Worker | None = None
         self._reconciler: Reconciler | None = None
         self._stream: object | None = None
-        self._host_connection: asyncpg.Connection | None = None
+        self._lock: HostLock | None = None
+        self._hosting = False
+        self._publishing: asyncio.Task[None] | None = None
         self._refresh_tasks: set[asyncio.Task[None]] = set()
+        self.supervisor.on_change = self._on_tasks_changed
 
     @classmethod
     async def start(
-        cls, settings: Settings | None = None, *, role: Role = "auto", stream: bool = True
+        cls,
+        settings: Settings | None = None,
+        *,
+        role: Role = "auto",
+        stream: bool = True,
+        runtime: Runtime | None = None,
     ) -> Corral:
         """Open the database (embedded by default, migrated to head) and start serving.
 
-        With ``role="auto"`` this process becomes the host unless another holds the
-        host lock. Raises DatabaseUnavailable / MigrationError (see backend.db).
+        *role*: ``client`` never becomes the host (no lock, no sockets, no worker,
+        no reconciler); ``host`` waits until the host lock is free; ``auto`` is the
+        host if no other process is, else a client. *runtime* replaces the Docker
+        runtime (tests). Raises DatabaseUnavailable / MigrationError (see backend.db).
         """
         from backend.runtime.docker import DockerRuntime
 
         settings = settings or Settings()
         secret = tokens.load_or_create_secret(settings.secret_path)
-        database = await Database.open(settings)
-        corral = cls(settings, database, DockerRuntime(settings), secret)
+        supervisor = Supervisor()
+        database = await Database.open(settings, supervisor=supervisor)
+        corral = cls(settings, database, runtime or DockerRuntime(settings), secret, supervisor)
         try:
             await corral._start(role, stream)
         except BaseException:
-            await corral.stop()
+            with contextlib.suppress(Exception):  # logged by stop(); the cause matters more
+                await corral.stop()
             raise
         return corral
 
     async def _start(self, role: Role, stream: bool) -> None:
-        await asyncio.to_thread(rundir.ensure_root, self.settings.runtime_dir)
         self.database.on_notify(channel("devices"), self._on_device_notify)
         self.database.on_notify(channel("job_changes"), self._on_jobs_notify)
+        if stream or role != "client":
+            await asyncio.to_thread(rundir.ensure_root, self.settings.runtime_dir)
         if stream:
             from backend.stream import StreamProxy
 
             proxy = StreamProxy(self.settings, self._secret)
             await proxy.start()
             self._stream = proxy
-        if role != "client" and await self._take_host_lock(wait=role == "host"):
+        if role == "client":
+            return
+        lock = HostLock(self.database, self.settings.runtime_dir)
+        if not await lock.acquire(wait=role == "host"):
+            return
+        self._lock = lock
+        try:
             await self._become_host()
+        except BaseException:
+            await self._stop_host_work(grace=0.0)
+            await lock.release()
+            raise
+        self.supervisor.spawn(HOST_TASK, self._hold_host)
 
     @property
     def is_host(self) -> bool:
-        return self._worker is not None
+        """True while this process does host work (between taking the lock and losing it)."""
+        return self._hosting
 
-    async def _take_host_lock(self, *, wait: bool) -> bool:
-        connection = await self.database.connect_raw()
-        query = "SELECT pg_advisory_lock($1)" if wait else "SELECT pg_try_advisory_lock($1)"
-        got = await connection.fetchval(query, _HOST_LOCK_KEY)
-        if got is False:
-            await connection.close()
-            return False
-        self._host_connection = connection
-        return True
+    @property
+    def role(self) -> str:
+        """``host``, ``client``, or ``standby`` (a host that lost its lock and waits to take it back)."""
+        if self._hosting:
+            return "host"
+        return "standby" if self._lock is not None else "client"
+
+    async def host(self) -> HostInfo | None:
+        """Who holds the host lock now (None: no host runs). Reads only."""
+        return await find_host(self.database)
+
+    async def _hold_host(self) -> None:
+        """Host work while the lock is held; after a loss, stop at once and take it back."""
+        lock = self._lock
+        assert lock is not None
+        while True:
+            if not lock.held:
+                # Lost before watch() began (e.g. while host work was starting), or
+                # after a failure: stop whatever still runs before waiting again.
+                if self._hosting:
+                    log.error("lost the host lock while starting host work: stopping it now")
+                await self._drop_host()
+                await self._retake(lock)
+            try:
+                if not self._hosting:
+                    await self._become_host()
+                reason = await lock.watch()
+            except asyncio.CancelledError:
+                raise  # stop(): it stops the host work itself and reports what failed
+            except BaseException:
+                await self._drop_host()
+                raise
+            log.error("lost the host lock (%s): stopping host work now, then taking it back", reason)
+            await self._drop_host()
+
+    async def _retake(self, lock: HostLock) -> None:
+        """Wait for the lock; while Postgres is away (restarting), try again every 0.5 s."""
+        warned = False
+        while True:
+            try:
+                await lock.acquire(wait=True)
+                return
+            except DatabaseUnavailable as exc:
+                if not warned:
+                    log.warning("cannot take the host lock yet (%s); retrying until Postgres answers", exc)
+                    warned = True
+                await asyncio.sleep(_RETAKE_DELAY)
+
+    async def _drop_host(self) -> None:
+        assert self._lock is not None
+        try:
+            await self._stop_host_work(grace=0.0)
+        finally:
+            await self._lock.release()
 
     async def _become_host(self) -> None:
+        log.info("host role taken: starting host work (%s)", self._lock.name if self._lock else "?")
+        self._hosting = True
         # Devices that were up when the last host stopped get their hub socket back;
         # their agents reconnect on their own.
         for device in await self.store.list():
@@ -181,31 +276,97 @@ class Corral:
             self.runtime,
             interval=self.settings.reconcile_interval,
             parked_ttl=timedelta(hours=ttl) if ttl > 0 else None,
+            supervisor=self.supervisor,
         )
         await self._reconciler.start()
+        self._on_tasks_changed()
+
+    def _on_tasks_changed(self) -> None:
+        if self._hosting and self._publishing is None:
+            self._publishing = asyncio.create_task(self._publish_tasks(), name="host-status")
+
+    async def _publish_tasks(self) -> None:
+        """Write host.json for `corral doctor` (removes it once this process stops hosting)."""
+        assert self._lock is not None
+        await asyncio.sleep(0)  # one write for a burst of changes
+        self._publishing = None
+        tasks = self.supervisor.states() if self._hosting else None
+        try:
+            await asyncio.to_thread(publish_tasks, self.settings.runtime_dir, self._lock.name, tasks)
+        except OSError as exc:
+            log.warning("could not publish the host's task states: %s", exc)
+
+    async def _stop_host_work(self, *, grace: float) -> None:
+        """Stop the reconciler, the worker (running jobs get *grace* seconds) and the hub.
+
+        Every step runs; the first failure is raised at the end. Idempotent.
+        """
+
+        async def stop_reconciler() -> None:
+            if self._reconciler is not None:
+                await self._reconciler.stop()
+                self._reconciler = None
+
+        async def stop_worker() -> None:
+            if self._worker is not None:
+                await self._worker.stop(grace=grace)
+                self._worker = None
+
+        was_hosting, self._hosting = self._hosting, False
+        try:
+            await run_steps(
+                "stopping host work",
+                [
+                    ("the reconciler", stop_reconciler),
+                    ("the job worker", stop_worker),
+                    ("the hub", self.hub.stop),
+                ],
+            )
+        finally:
+            if was_hosting:
+                if self._publishing is not None:
+                    await asyncio.gather(self._publishing, return_exceptions=True)
+                await self._publish_tasks()
+                log.info("host role released: host work stopped")
 
     async def stop(self) -> None:
-        """Stop serving and close the database (the embedded server stops if unused).
+        """Stop everything: host work, background tasks, the stream proxy, the database.
 
-        Devices keep running; the next start shows them again.
+        Devices keep running; the next start shows them again. Every step runs even
+        when one fails (each failure is logged with its traceback); the first
+        failure is then raised again. The embedded Postgres stops unless another
+        Corral process still uses it.
         """
-        if self._reconciler is not None:
-            await self._reconciler.stop()
-            self._reconciler = None
-        if self._worker is not None:
-            await self._worker.stop()
-            self._worker = None
-        await self.hub.stop()
-        await self._hub_events.stop()
-        if self._stream is not None:
-            await self._stream.stop()  # type: ignore[attr-defined]
-        if self._host_connection is not None:
-            with contextlib.suppress(Exception):
-                await self._host_connection.close(timeout=2)
-        for task in list(self._refresh_tasks):
-            task.cancel()
-        await self.runtime.close()
-        await self.database.close()
+
+        async def release_lock() -> None:
+            if self._lock is not None:
+                await self._lock.release()
+                self._lock = None
+
+        async def stop_stream() -> None:
+            if self._stream is not None:
+                await self._stream.stop()  # type: ignore[attr-defined]
+                self._stream = None
+
+        async def cancel_refreshes() -> None:
+            for task in list(self._refresh_tasks):
+                task.cancel()
+            await asyncio.gather(*self._refresh_tasks, return_exceptions=True)
+
+        await run_steps(
+            "stopping Corral",
+            [
+                ("the host lock watch", lambda: self.supervisor.stop(HOST_TASK)),
+                ("host work", lambda: self._stop_host_work(grace=10.0)),
+                ("agent event rows", self._hub_events.stop),
+                ("the host lock", release_lock),
+                ("background tasks", self.supervisor.stop_all),
+                ("the stream proxy", stop_stream),
+                ("device refreshes", cancel_refreshes),
+                ("the container runtime", self.runtime.close),
+                ("the database", self.database.close),
+            ],
+        )
 
     # --- requests ------------------------------------------------------------------
 
@@ -239,6 +400,7 @@ class Corral:
         return str(self._stream.pane_url(device_id))  # type: ignore[attr-defined]
 
     async def health(self) -> Health:
+        """Docker, Postgres, this process's role, who the host is, and the background tasks."""
         try:
             await self.runtime.ping()
             docker_ok, docker_message = True, "Docker: connected"
@@ -247,9 +409,27 @@ class Corral:
         try:
             await self.database.ping()
             db_ok, db_message = True, "Postgres: connected"
-        except Exception as exc:
+        except CorralError as exc:
             db_ok, db_message = False, str(exc)
-        return Health(docker_ok, docker_message, db_ok, db_message)
+        if self._hosting:
+            host = "this process"
+        elif not db_ok:
+            host = "unknown (Postgres unreachable)"
+        else:
+            try:
+                holder = await self.host()
+                host = holder.describe() if holder else "none running"
+            except CorralError as exc:
+                host = f"unknown ({exc})"
+        return Health(
+            docker_ok,
+            docker_message,
+            db_ok,
+            db_message,
+            role=self.role,
+            host=host,
+            tasks=tuple(self.supervisor.states()),
+        )
 
     async def jobs(self, state: str | None = None, limit: int = 500) -> list[JobInfo]:
         """Newest first; *state* filters (raises JobError for an unknown one)."""
@@ -303,6 +483,36 @@ class Corral:
                     listener(info)
                 except Exception:
                     log.exception("device listener failed")
+
+    async def wait_jobs_done(
+        self, device_ids: list[str], timeout: float, *, on_change: DeviceListener | None = None
+    ) -> list[DeviceInfo]:
+        """Wait until no job is queued or running on any of *device_ids*; returns their snapshots.
+
+        Raises TimeoutError after *timeout* seconds. *on_change* sees every device change.
+        """
+        changed = asyncio.Event()
+        wanted = set(device_ids)
+
+        def listener(info: DeviceInfo) -> None:
+            changed.set()
+            if on_change is not None:
+                on_change(info)
+
+        unsubscribe = self.add_listener(listener)
+        unsubscribe_jobs = self.add_jobs_listener(changed.set)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed.clear()
+                    if not wanted & await self.store.devices_with_open_jobs():
+                        return [_info(await self.store.get(d)) for d in device_ids]
+                    # Notifications wake us; the timeout is a fallback for a lost one.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), 1.0)
+        finally:
+            unsubscribe()
+            unsubscribe_jobs()
 
     async def wait_for(
         self,

@@ -1,4 +1,9 @@
-"""``corral doctor``: check each dependency and say what to do about a bad one."""
+"""``corral doctor``: check each dependency and say what to do about a bad one.
+
+It only reads (a client: no host lock, no sockets, no writes). Besides the
+dependencies it shows who the host is and, when the host runs on this machine,
+the state of its background tasks (published in the runtime directory).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import asyncio
 import os
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from backend.config import Settings
 from backend.exceptions import CorralError
+
+if TYPE_CHECKING:
+    from backend.db import Database
 
 __all__ = ["Check", "run_checks"]
 
@@ -32,9 +41,12 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("docker", False, str(exc)))
     try:
         database = await Database.open(settings)
-        await database.close()
-        where = settings.database_url or f"embedded in {settings.pgdata_dir}"
-        checks.append(Check("postgres", True, f"reachable, schema current ({where})"))
+        try:
+            where = settings.database_url or f"embedded in {settings.pgdata_dir}"
+            checks.append(Check("postgres", True, f"reachable, schema current ({where})"))
+            checks.extend(await _host_checks(settings, database))
+        finally:
+            await database.close()
     except CorralError as exc:
         checks.append(Check("postgres", False, str(exc)))
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -51,4 +63,26 @@ async def run_checks(settings: Settings) -> list[Check]:
     )
     novnc = shutil.which("npm") is not None
     checks.append(Check("npm", novnc, "npm found" if novnc else "npm missing: run `make run` to install"))
+    return checks
+
+
+async def _host_checks(settings: Settings, database: Database) -> list[Check]:
+    from backend.host import find_host, published_tasks
+
+    host = await find_host(database)
+    if host is None:
+        return [
+            Check(
+                "host",
+                True,
+                "none running: the window or `corral serve` is the host;"
+                " `corral provision`/`rm` host their own jobs",
+            )
+        ]
+    checks = [Check("host", True, host.describe())]
+    tasks = await asyncio.to_thread(published_tasks, settings.runtime_dir, host.name)
+    if tasks is None:
+        checks.append(Check("tasks", True, "the host's background tasks are not visible from here"))
+    for task in tasks or []:
+        checks.append(Check(f"task {task.name}", task.status != "failing", task.describe()))
     return checks

@@ -23,8 +23,8 @@ class _Indicator(QLabel):
         self.setTextFormat(Qt.TextFormat.RichText)
         self.set_unknown("checking…")
 
-    def set_state(self, ok: bool, message: str) -> None:
-        summary = "ok" if ok else "unavailable"
+    def set_state(self, ok: bool, message: str, *, bad: str = "unavailable") -> None:
+        summary = "ok" if ok else bad
         self._show(_OK if ok else _BAD, summary, message or summary)
 
     def set_unknown(self, message: str) -> None:
@@ -43,7 +43,12 @@ class _Indicator(QLabel):
 
 
 class StatusBar(QStatusBar):
-    """Device counts on the left; Docker and Postgres health on the right."""
+    """Device counts on the left; Docker, Postgres and background-task health on the right.
+
+    "Background" turns red while one of the backend's supervised tasks (the
+    reconciler, the host lock watch, the database listener) is failing; its
+    tooltip says this process's role, who the host is, and each task's trouble.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,9 +56,10 @@ class StatusBar(QStatusBar):
         self._counts = QLabel()
         self._docker = _Indicator("Docker")
         self._database = _Indicator("Postgres")
+        self._background = _Indicator("Background")
         self._counts.setContentsMargins(6, 0, 6, 0)
         self.addWidget(self._counts)
-        for indicator in (self._docker, self._database):
+        for indicator in (self._docker, self._database, self._background):
             indicator.setContentsMargins(8, 0, 8, 0)
             self.addPermanentWidget(indicator)
 
@@ -66,15 +72,24 @@ class StatusBar(QStatusBar):
     def database_summary(self) -> str:
         return self._database.summary()
 
+    def background_summary(self) -> str:
+        return self._background.summary()
+
+    def background_details(self) -> str:
+        return self._background.toolTip()
+
     @Slot(object)
     def show_health(self, health: Health) -> None:
         self._docker.set_state(health.docker_ok, health.docker_message)
         self._database.set_state(health.database_ok, health.database_message)
+        details = f"role: {health.role}; host: {health.host or 'unknown'}; {health.background_message}"
+        self._background.set_state(health.background_ok, details, bad="failing")
 
     @Slot(str)
     def show_health_unknown(self, message: str) -> None:
         self._docker.set_unknown(message)
         self._database.set_unknown(message)
+        self._background.set_unknown(message)
 
     @Slot(dict)
     def show_counts(self, counts: dict[str, int]) -> None:

@@ -10,21 +10,21 @@
   for its agent, so a dockerd restart heals by itself.
 - Devices left ``failed`` or ``stopped`` longer than the TTL are removed.
 
-Every action is an event row (through the store). Only the host runs this.
+Every action is an event row (through the store). Only the host runs this, as
+the supervised task ``reconciler`` (see :mod:`backend.supervisor`): a pass that
+raises is logged, shown in health and retried with backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from backend.devices.states import DeviceState
 from backend.devices.store import DeviceStore
-from backend.exceptions import CorralError
 from backend.runtime.base import Runtime
+from backend.supervisor import Supervisor
 
 __all__ = ["ReconcileReport", "Reconciler"]
 
@@ -42,6 +42,9 @@ class ReconcileReport:
 
 
 class Reconciler:
+    TASK = "reconciler"
+    """The name of the supervised task."""
+
     def __init__(
         self,
         store: DeviceStore,
@@ -49,36 +52,24 @@ class Reconciler:
         *,
         interval: float = 10.0,
         parked_ttl: timedelta | None = timedelta(hours=24),
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._store = store
         self._runtime = runtime
         self._interval = interval
         self._parked_ttl = parked_ttl
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor or Supervisor()
 
     async def start(self) -> None:
-        """Reconcile once now, then every *interval* seconds until :meth:`stop`."""
-        await self._reconcile_logged()
-        self._task = asyncio.create_task(self._loop(), name="device-reconciler")
+        """Reconcile now (in the background), then every *interval* seconds until :meth:`stop`."""
+        self._supervisor.every(self.TASK, self._interval, self.run_pass)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._supervisor.stop(self.TASK)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self._reconcile_logged()
-
-    async def _reconcile_logged(self) -> None:
-        try:
-            report = await self.reconcile_once()
-        except CorralError as exc:
-            log.warning("reconciling devices failed: %s", exc)
-            return
+    async def run_pass(self) -> None:
+        """One pass, logged. Raises what :meth:`reconcile_once` raises (the supervisor records it)."""
+        report = await self.reconcile_once()
         if report.orphans_removed or report.recovered or report.expired:
             log.info("reconciled: %s", report)
 

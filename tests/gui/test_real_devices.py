@@ -246,3 +246,14 @@ def test_a_provision_without_docker_leaves_the_device_failed_with_the_reason(qtb
         assert final.state == "failed"
         qtbot.waitUntil(lambda: window.model().device(device.id).state == "failed")
         assert "Cannot reach the Docker daemon" in (window.model().device(device.id).reason or "")
+
+
+def test_a_failing_background_task_shows_in_the_status_bar(qtbot, corral_without_docker):
+    # Without Docker the reconciler's pass fails each time: the status bar says so
+    # (with the error in its tooltip) instead of the loop dying unseen.
+    corral = corral_without_docker
+    with open_window(qtbot, corral) as window:
+        qtbot.waitUntil(lambda: window.status().background_summary() == "failing", timeout=15_000)
+        details = window.status().background_details()
+        assert details.startswith("Background: role: host; host: this process; reconciler: failing (")
+        assert "Cannot reach the Docker daemon" in details
