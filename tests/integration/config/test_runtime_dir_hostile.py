@@ -148,9 +148,8 @@ def test_a_runtime_dir_that_is_nobodys_symlink_is_refused(victim: Path) -> None:
     _assert_untouched(victim)
 
 
-@pytest.mark.parametrize("command", ["serve", "devices"])
-def test_the_cli_says_what_to_do_in_one_line(settings: Settings, hostile: Path, command: str) -> None:
-    result = subprocess.run(
+def _cli(settings: Settings, hostile: Path, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "backend.cli", command],
         env={
             # as a user runs it: no asyncio debug warnings on stderr
@@ -165,7 +164,21 @@ def test_the_cli_says_what_to_do_in_one_line(settings: Settings, hostile: Path, 
         timeout=120,
         check=False,
     )
+
+
+def test_the_cli_says_what_to_do_in_one_line(settings: Settings, hostile: Path) -> None:
+    result = _cli(settings, hostile, "serve")
     assert (result.returncode, result.stderr) == (1, f"corral: {_refusal(hostile)}\n")
+
+
+def test_a_read_only_command_never_touches_the_runtime_dir(settings: Settings, hostile: Path) -> None:
+    # `corral devices` is a client: it has no business in the runtime directory,
+    # so a hostile one neither stops it nor is touched by it.
+    before = sorted(os.listdir(hostile))
+    result = _cli(settings, hostile, "devices")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "no devices" in result.stdout
+    assert sorted(os.listdir(hostile)) == before
 
 
 # --- a device swaps its sockets for symlinks ------------------------------------------
