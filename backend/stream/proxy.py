@@ -1,9 +1,11 @@
 """The stream proxy: one loopback TCP listener in front of every device's VNC socket.
 
-``StreamProxy`` owns the listening socket and a supervised websockify process
-(``backend.stream.server``) that serves it. Panes connect with a URL from
-``pane_url()``, which carries a short-lived ``stream`` token for one device; the
-proxy process checks it before it opens that device's ``vnc.sock``.
+``StreamProxy`` owns the listening socket and a supervised relay process
+(``backend.stream.relay``, one asyncio loop for every pane) that serves it.
+Panes connect with a URL from ``pane_url()``, which names one device and carries
+a short-lived, single-use ``view`` or ``control`` token for it; the relay checks
+both before it opens that device's ``vnc.sock``, and drops a ``view`` pane's
+input (``backend.stream.rfb_filter``).
 
 No stream byte passes through this process: the event loop (which Qt shares)
 only starts, watches and stops the proxy process.
@@ -28,9 +30,9 @@ from urllib.parse import urlencode
 from backend.auth.exceptions import TokenError
 from backend.auth.tokens import sign
 from backend.config import Settings
+from backend.stream.admission import Scope, stream_path
 from backend.stream.exceptions import InvalidDeviceIdError, ProxyNotRunningError, ProxyStartError
 from backend.stream.ready import ready_line
-from backend.stream.token_plugin import PluginSource
 
 __all__ = ["StreamProxy"]
 
@@ -52,7 +54,7 @@ _IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class StreamProxy:
-    """Serves device VNC sockets to panes over WebSocket, one token per pane.
+    """Serves device VNC sockets to panes over WebSocket, one single-use token per connection.
 
     Call ``start()`` once on the event loop, ``stop()`` when done; both are
     coroutines and never block the loop. While started, the proxy process is
@@ -91,22 +93,27 @@ class StreamProxy:
         """The proxy process's log: refusals and errors, never tokens."""
         return self._settings.data_dir / "logs" / LOG_NAME
 
-    def pane_url(self, device_id: str) -> str:
-        """A WebSocket URL that opens *device_id*'s VNC stream, with a fresh token.
+    def pane_url(self, device_id: str, scope: Scope = "view") -> str:
+        """A WebSocket URL that opens *device_id*'s VNC stream once, with a fresh token.
 
-        The token is checked once, when the connection opens, and is good for
-        ``settings.stream_token_ttl`` seconds; ask for a new URL for every
+        With ``scope="view"`` the proxy drops the pane's keys, pointer events and
+        clipboard (and closes it for anything it does not understand); with
+        ``"control"`` they reach the device. The URL opens one connection, within
+        ``settings.stream_token_ttl`` seconds: ask for a new URL for every
         (re)connect. Raises ProxyNotRunningError before start() or after stop(),
-        InvalidDeviceIdError for an id no token can name. The device need not exist
-        yet: a URL for a device without a VNC socket is accepted and then closed.
+        InvalidDeviceIdError for an id no token can name, ValueError for another
+        scope. The device need not exist yet: a URL for a device without a VNC
+        socket is accepted and then closed.
         """
+        if scope not in ("view", "control"):
+            raise ValueError(f"scope must be 'view' or 'control', not {scope!r}")
         host = self._settings.stream_host
         port = self.port
         try:
-            token = sign(self._secret, "view", device_id, self._settings.stream_token_ttl)
+            token = sign(self._secret, scope, device_id, self._settings.stream_token_ttl)
         except TokenError as exc:
             raise InvalidDeviceIdError(f"{device_id!r} is not a valid device id") from exc
-        return f"ws://{host}:{port}/websockify?{urlencode({'token': token})}"
+        return f"ws://{host}:{port}{stream_path(device_id)}?{urlencode({'token': token})}"
 
     async def start(self) -> None:
         """Bind the listener, start the proxy process and wait until it serves.
@@ -185,7 +192,6 @@ class StreamProxy:
     async def _spawn(self) -> None:
         """Start one proxy process on the listener and wait for its ready line."""
         listener = self._require_listener()
-        source = PluginSource.for_settings(self._settings)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_IMPORT_ROOT), env.get("PYTHONPATH")]))
         self._ready = False
@@ -194,17 +200,19 @@ class StreamProxy:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "backend.stream.server",
+                "backend.stream.relay",
                 f"--listen-fd={listener.fileno()}",
-                f"--token-source={source.encode()}",
+                f"--secret-file={self._settings.secret_path}",
+                f"--runtime-dir={self._settings.runtime_dir}",
                 f"--log-file={self.log_path}",
                 f"--parent-pid={os.getpid()}",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(listener.fileno(),),
-                # Its own process group, so stop() reaches the per-connection
-                # processes too, even after the main one is gone.
+                # Its own process group: stop() signals the group, so nothing it
+                # might start outlives it, and a Ctrl+C in a terminal reaches
+                # the app, which then stops the proxy in order.
                 start_new_session=True,
                 env=env,
             )
@@ -242,7 +250,7 @@ class StreamProxy:
             started = time.monotonic()
             code = await process.wait()
             self._ready = False
-            # Its per-connection processes may have outlived it; the restarted
+            # Whatever is left in its process group goes too; the restarted
             # proxy starts from a clean slate.
             await self._terminate(process)
             if time.monotonic() - started >= STABLE_AFTER:
@@ -273,7 +281,7 @@ class StreamProxy:
                 await process.wait()
         else:
             _signal_group(group, signal.SIGTERM)
-        # Connection processes are not our children, so poll for the group to empty.
+        # Other members of the group are not our children, so poll for it to empty.
         deadline = time.monotonic() + STOP_TIMEOUT
         while await asyncio.to_thread(_group_alive, group):
             if time.monotonic() > deadline:
@@ -312,7 +320,7 @@ def _signal_group(group: int, signum: int) -> None:
 def _group_alive(group: int) -> bool:
     """True while a process of *group* runs. Blocks (reads /proc); call in a thread.
 
-    Zombies do not count: orphaned connection processes are reaped by init, which
+    Zombies do not count: orphans of the group are reaped by init, which
     may take its time (or never come, in some containers).
     """
     if not os.path.isdir("/proc"):
