@@ -14,15 +14,24 @@ no X client has to animate the screen. Direct and proxied runs alternate for
 A last run measures what the design cares about: the lag of the event loop that
 owns the StreamProxy (the loop Qt shares) while a pane streams full frames from a
 separate client process (as QtWebEngine's renderer would), against the same loop
-idle. Prints figures and ratios.
+idle. Prints figures, ratios to the direct socket (the baseline) and the
+targets; ``--json PATH`` writes them; the exit status is 1 when a target is
+missed.
 
-Run from the repository root: ``.venv/bin/python bench/stream_proxy.py [--seconds 2 --rounds 3]``.
+Targets (2-core box, shared): proxied full-frame throughput at least
+TARGET_THROUGHPUT_RATIO of the direct socket's (the websockify proxy this
+replaced made 0.26-0.39x); small-update p50 latency through the proxy at most
+TARGET_P50_MS; the owning loop's p50 lag while streaming within
+TARGET_LOOP_LAG_MS of its idle p50.
+
+Run from the repository root: ``.venv/bin/python bench/stream_proxy.py [--seconds 2 --rounds 3 --json out.json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -46,6 +55,10 @@ from tests.xvnc import start_xvnc
 
 DEVICE = "bench-1"
 SMALL = 64
+
+TARGET_THROUGHPUT_RATIO = 0.5
+TARGET_P50_MS = 1.0
+TARGET_LOOP_LAG_MS = 1.0
 
 ReadExactly = Callable[[int], Awaitable[bytes]]
 Write = Callable[[bytes], Awaitable[None]]
@@ -146,7 +159,7 @@ async def proxied(proxy: StreamProxy, seconds: float, small: bool) -> Result:
         return await measure(stream.read_exactly, stream.write, seconds, small)
 
 
-def report(name: str, via_direct: Result, via_proxy: Result) -> None:
+def report(name: str, via_direct: Result, via_proxy: Result) -> dict[str, float]:
     print(f"\n{name}")
     print(f"  {'':8} {'updates/s':>10} {'MB/s':>9} {'p50 ms':>8} {'p95 ms':>8}")
     for label, result in (("direct", via_direct), ("proxy", via_proxy)):
@@ -158,6 +171,14 @@ def report(name: str, via_direct: Result, via_proxy: Result) -> None:
         f"  proxy/direct: throughput x{via_proxy.mb_per_s / via_direct.mb_per_s:.2f},"
         f" p50 latency x{via_proxy.latency_ms(0.50) / via_direct.latency_ms(0.50):.2f}"
     )
+    return {
+        "direct_mb_per_s": via_direct.mb_per_s,
+        "proxy_mb_per_s": via_proxy.mb_per_s,
+        "throughput_ratio": via_proxy.mb_per_s / via_direct.mb_per_s,
+        "direct_p50_ms": via_direct.latency_ms(0.50),
+        "proxy_p50_ms": via_proxy.latency_ms(0.50),
+        "proxy_p95_ms": via_proxy.latency_ms(0.95),
+    }
 
 
 async def pane_client(url: str, seconds: float) -> None:
@@ -178,7 +199,7 @@ async def loop_lag(seconds: float, interval: float = 0.005) -> list[float]:
     return lags
 
 
-async def report_loop_lag(proxy: StreamProxy, seconds: float) -> None:
+async def report_loop_lag(proxy: StreamProxy, seconds: float) -> dict[str, float]:
     idle = await loop_lag(seconds)
     client = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -194,21 +215,48 @@ async def report_loop_lag(proxy: StreamProxy, seconds: float) -> None:
     rate = client_output.decode().strip()
     print(f"\nevent loop lag, a pane streaming full frames from another process at {rate} MB/s")
     print(f"  {'':10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    figures: dict[str, float] = {"client_mb_per_s": float(rate)}
     for label, lags in (("idle", idle), ("streaming", streaming)):
         p = statistics.quantiles(lags, n=100)
         print(f"  {label:10} {p[49] * 1000:8.2f} {p[98] * 1000:8.2f} {max(lags) * 1000:8.2f}")
+        figures[f"{label}_p50_ms"] = p[49] * 1000
+        figures[f"{label}_p99_ms"] = p[98] * 1000
+    return figures
 
 
-async def main() -> None:
+def check_targets(figures: dict[str, dict[str, float]]) -> list[dict[str, object]]:
+    """Print each target and whether it was met; return them for the JSON."""
+    full, small, lag = figures["full_frames"], figures["small_updates"], figures["loop_lag"]
+    targets: list[tuple[str, float, str, float]] = [
+        ("full-frame throughput, proxy/direct", full["throughput_ratio"], ">=", TARGET_THROUGHPUT_RATIO),
+        ("small-update p50 latency through the proxy, ms", small["proxy_p50_ms"], "<=", TARGET_P50_MS),
+        (
+            "loop p50 lag while streaming minus idle, ms",
+            lag["streaming_p50_ms"] - lag["idle_p50_ms"],
+            "<=",
+            TARGET_LOOP_LAG_MS,
+        ),
+    ]
+    print("\ntargets")
+    results: list[dict[str, object]] = []
+    for name, value, op, limit in targets:
+        met = value >= limit if op == ">=" else value <= limit
+        print(f"  {'ok    ' if met else 'MISSED'} {name}: {value:.2f} (target {op} {limit:g})")
+        results.append({"name": name, "value": value, "op": op, "target": limit, "met": met})
+    return results
+
+
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct/proxy rounds (default 3)")
     parser.add_argument("--geometry", default="1280x720", help="device screen (default 1280x720)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures and targets here")
     parser.add_argument("--pane-client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pane_client:
         await pane_client(args.pane_client, args.seconds)
-        return
+        return 0
 
     root = Path(tempfile.mkdtemp(prefix="corral-bench-", dir="/tmp"))
     settings = Settings(runtime_dir=root / "run", data_dir=root / "data")
@@ -224,13 +272,32 @@ async def main() -> None:
             f"Xvnc {args.geometry}, Raw encoding, {args.rounds} x {args.seconds:g} s per figure,"
             f" host with {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
-        for name, small in (("full frames (throughput)", False), (f"{SMALL}x{SMALL} region (latency)", True)):
+        figures: dict[str, dict[str, float]] = {}
+        runs = (
+            ("full_frames", "full frames (throughput)", False),
+            ("small_updates", f"{SMALL}x{SMALL} region (latency)", True),
+        )
+        for key, name, small in runs:
             via_direct = via_proxy = Result(0, 0.0, 0, [])
             for _ in range(args.rounds):
                 via_direct += await direct(vnc_socket, args.seconds, small)
                 via_proxy += await proxied(proxy, args.seconds, small)
-            report(name, via_direct, via_proxy)
-        await report_loop_lag(proxy, args.seconds * args.rounds)
+            figures[key] = report(name, via_direct, via_proxy)
+        figures["loop_lag"] = await report_loop_lag(proxy, args.seconds * args.rounds)
+        targets = check_targets(figures)
+        if args.json is not None:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "bench": "stream_proxy",
+                        "geometry": args.geometry,
+                        "figures": figures,
+                        "targets": targets,
+                    },
+                    indent=2,
+                )
+            )
+        return 0 if all(target["met"] for target in targets) else 1
     finally:
         await proxy.stop()
         xvnc.terminate()
@@ -239,4 +306,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

@@ -42,6 +42,7 @@ import re
 import signal
 import socket
 import sys
+import time
 from http import HTTPStatus
 from pathlib import Path
 
@@ -117,13 +118,24 @@ class _Relay:
         self._admission = admission
         self._runtime_dir = runtime_dir
         self.handshakes = 0
+        self._over_cap = 0
+        self._over_cap_logged = 0.0
 
     # -- handshake bookkeeping ------------------------------------------------
 
     def handshake_started(self, connection: _Connection) -> None:
         if self.handshakes >= MAX_HANDSHAKES:
-            logger.warning("refused a stream connection: %d handshakes already in progress", self.handshakes)
             connection.transport.abort()
+            # One line a second at most: a flood must not fill the disk.
+            self._over_cap += 1
+            now = time.monotonic()
+            if now - self._over_cap_logged >= 1.0:
+                logger.warning(
+                    "refused %d stream connection(s): %d handshakes already in progress",
+                    self._over_cap,
+                    self.handshakes,
+                )
+                self._over_cap, self._over_cap_logged = 0, now
             return
         connection.in_handshake = True
         self.handshakes += 1

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from backend.auth.tokens import load_or_create_secret
 from backend.api import StreamScope
+from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
 from backend.stream import StreamProxy
 from tests.xvnc import XvncSource, start_xvnc_source

@@ -1,0 +1,129 @@
+"""A hostile local user against the real proxy: a flood of half-sent requests.
+
+With the fork-per-connection websockify proxy, 400 half-sent requests made 400
+processes (~1.2 GB) that stayed until the client left. The relay drops each
+after HANDSHAKE_TIMEOUT, closes those beyond MAX_HANDSHAKES at once, stays one
+process with bounded memory, and keeps streaming to the panes already open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from backend.stream import StreamProxy
+from backend.stream.relay import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
+from tests.integration.stream.devices import GEOMETRIES
+from tests.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_full_update
+
+FLOOD = 400
+TIMEOUT = 10.0
+RSS_GROWTH_LIMIT_KB = 40 * 1024
+"""What 400 half-sent requests may add to the relay's resident memory (measured: a few MB)."""
+
+
+def _relay_pid(proxy: StreamProxy) -> int:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            if b"backend.stream.relay" in cmdline and str(proxy.log_path).encode() in cmdline:
+                return int(name)
+    raise AssertionError("no relay process")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _group_members(group: int) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                if int(fields[2]) == group and fields[0] != b"Z":
+                    members.append(int(name))
+    return members
+
+
+async def _half_sent(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), TIMEOUT)
+    writer.write(b"GET /devices/dev-a?token=v2.view.dev-a.")  # ...and never the rest
+    await writer.drain()
+    return reader, writer
+
+
+async def _closed_after(reader: asyncio.StreamReader, started: float) -> float:
+    """Seconds from *started* until the server closed this connection (EOF or reset)."""
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(reader.read(), HANDSHAKE_TIMEOUT + TIMEOUT) == b""
+    return time.monotonic() - started
+
+
+async def test_a_flood_of_half_sent_requests_is_dropped_and_bounded(proxy: StreamProxy) -> None:
+    relay = _relay_pid(proxy)
+    updates = 0
+
+    async def stream_pane() -> None:
+        nonlocal updates
+        async with connect(proxy.pane_url("dev-a"), max_size=None, open_timeout=TIMEOUT) as ws:
+            stream = WebSocketStream(ws)
+            size = await asyncio.wait_for(handshake(stream), TIMEOUT)
+            while True:
+                await request_full_update(stream, *size)
+                assert (await asyncio.wait_for(stream.read_exactly(4), TIMEOUT))[0] == FRAMEBUFFER_UPDATE
+                await stream.read_exactly(12 + size[0] * size[1] * 4)  # one raw rect
+                updates += 1
+
+    pane = asyncio.create_task(stream_pane())
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while updates == 0:  # the pane streams before the flood
+            assert not pane.done() and time.monotonic() < deadline, "the pane never streamed"
+            await asyncio.sleep(0.02)
+        before_flood = updates
+        rss_before = _rss_kb(relay)
+        started = time.monotonic()
+        connections = await asyncio.gather(*(_half_sent(proxy.port) for _ in range(FLOOD)))
+        # One process serves them all, in bounded memory.
+        assert _group_members(relay) == [relay]
+        rss_flooded = _rss_kb(relay)
+        closes = sorted(await asyncio.gather(*(_closed_after(reader, started) for reader, _ in connections)))
+        for _, writer in connections:
+            writer.close()
+        assert not pane.done(), "the open pane stopped streaming during the flood"
+        assert updates > before_flood
+    finally:
+        pane.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pane
+    # Every half-sent request was dropped: those beyond the cap at once, the
+    # rest when their handshake time ran out.
+    assert len(closes) == FLOOD
+    assert closes[FLOOD - MAX_HANDSHAKES - 1] < HANDSHAKE_TIMEOUT
+    assert closes[-1] < HANDSHAKE_TIMEOUT + TIMEOUT
+    assert rss_flooded - rss_before < RSS_GROWTH_LIMIT_KB, (rss_before, rss_flooded)
+    print(f"relay RSS {rss_before} kB before, {rss_flooded} kB with {FLOOD} half-sent requests")
+    # Once the flood is gone, new panes connect again.
+    async with connect(proxy.pane_url("dev-b"), open_timeout=TIMEOUT) as ws:
+        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-b"]
+
+
+async def test_a_single_half_sent_request_is_dropped_after_the_handshake_timeout(proxy: StreamProxy) -> None:
+    started = time.monotonic()
+    reader, writer = await _half_sent(proxy.port)
+    try:
+        closed = await _closed_after(reader, started)
+    finally:
+        writer.close()
+    assert HANDSHAKE_TIMEOUT - 0.5 < closed < HANDSHAKE_TIMEOUT + TIMEOUT
