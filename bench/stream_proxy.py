@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
@@ -55,6 +56,9 @@ from tests.xvnc import start_xvnc
 
 DEVICE = "bench-1"
 SMALL = 64
+
+PANES = 16
+PANE_RATE = 30.0
 
 TARGET_THROUGHPUT_RATIO = 0.5
 TARGET_P50_MS = 1.0
@@ -181,6 +185,69 @@ def report(name: str, via_direct: Result, via_proxy: Result) -> dict[str, float]
     }
 
 
+def _proxy_group_ticks(proxy: StreamProxy) -> int:
+    """CPU ticks used so far by the live processes of the proxy's process group."""
+    log = str(proxy.log_path).encode()
+    leader = next(
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit()
+        and log in _read(f"/proc/{pid}/cmdline")
+        and b"backend.stream" in _read(f"/proc/{pid}/cmdline")
+    )
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (stat := _read(f"/proc/{pid}/stat")):
+            fields = stat.rsplit(b")", 1)[1].split()
+            if int(fields[2]) == leader:
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+async def panes_cpu(proxy: StreamProxy, panes: int, seconds: float, rate: float) -> dict[str, float]:
+    """Proxy CPU while *panes* panes each fetch a small update *rate* times a second."""
+
+    async def pane(ws: ClientConnection, stop: float) -> int:
+        stream = WebSocketStream(ws)
+        updates = 0
+        next_at = time.perf_counter()
+        while (now := time.perf_counter()) < stop:
+            await asyncio.sleep(max(0.0, next_at - now))
+            next_at += 1 / rate
+            await one_update(stream.read_exactly, stream.write, SMALL, SMALL, 4)
+            updates += 1
+        return updates
+
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = []
+        # One at a time: Xvnc blacklists a peer with more than 5 connections in
+        # their handshake at once (BlacklistThreshold), and every pane is one peer to it.
+        for _ in range(panes):
+            ws = await stack.enter_async_context(
+                connect(proxy.pane_url(DEVICE), max_size=None, compression=None)
+            )
+            stream = WebSocketStream(ws)
+            await handshake(stream.read_exactly, stream.write)
+            sockets.append(ws)
+        before = _proxy_group_ticks(proxy)
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(pane(ws, started + seconds) for ws in sockets))
+        elapsed = time.perf_counter() - started
+        used = (_proxy_group_ticks(proxy) - before) / os.sysconf("SC_CLK_TCK")
+    cpu = used / elapsed * 100
+    print(f"\n{panes} panes, a {SMALL}x{SMALL} update each {rate:g} times a second")
+    print(f"  proxy CPU {cpu:.1f} % of a core; {sum(counts) / elapsed:.0f} updates/s in all")
+    return {"panes": panes, "proxy_cpu_percent": cpu, "updates_per_s": sum(counts) / elapsed}
+
+
 async def pane_client(url: str, seconds: float) -> None:
     """The streaming client of the loop-lag run, in its own process: prints MB/s."""
     async with connect(url, max_size=None, compression=None) as ws:
@@ -283,6 +350,7 @@ async def main() -> int:
                 via_direct += await direct(vnc_socket, args.seconds, small)
                 via_proxy += await proxied(proxy, args.seconds, small)
             figures[key] = report(name, via_direct, via_proxy)
+        figures["panes"] = await panes_cpu(proxy, PANES, args.seconds * args.rounds, PANE_RATE)
         figures["loop_lag"] = await report_loop_lag(proxy, args.seconds * args.rounds)
         targets = check_targets(figures)
         if args.json is not None:

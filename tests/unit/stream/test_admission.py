@@ -55,8 +55,9 @@ REFUSED = {
     "climbing path": lambda: f"/devices/..?token={sign(SECRET, 'view', 'dev-1', 60)}",
     "no query": lambda: "/devices/dev-1",
     "empty token": lambda: "/devices/dev-1?token=",
-    "two tokens": lambda: _target("dev-1", sign(SECRET, "view", "dev-1", 60))
-    + f"&token={sign(SECRET, 'view', 'dev-1', 60)}",
+    "two tokens": lambda: (
+        _target("dev-1", sign(SECRET, "view", "dev-1", 60)) + f"&token={sign(SECRET, 'view', 'dev-1', 60)}"
+    ),
     "garbage": lambda: _target("dev-1", "garbage"),
     "expired": lambda: _target("dev-1", sign(SECRET, "view", "dev-1", -5)),
     "other secret": lambda: _target("dev-1", sign(b"k" * 32, "view", "dev-1", 60)),
