@@ -7,29 +7,28 @@ pieces of any size; it returns the bytes to forward to the device, or raises
 partial message, so what the device reads is always a sequence of whole
 messages this module understood, whatever the client sent.
 
-Per client message (noVNC 1.7 ``core/rfb.js``, ``RFB.messages``):
+Per client message (noVNC 1.7 ``core/rfb.js``, ``RFB.messages``), its verdict and why:
 
-==== ======================= ======= ===========================================
-type message                 verdict why
-==== ======================= ======= ===========================================
-0    SetPixelFormat          forward this connection's pixel format only
-2    SetEncodings            forward this connection's encodings only (at
-                                     most ``MAX_ENCODINGS``)
-3    FramebufferUpdateRequest forward asks for pixels; changes nothing
-4    KeyEvent                drop    input
-5    PointerEvent            drop    input (6 bytes; 7 with the marker bit of
-                                     ExtendedMouseButtons, as noVNC sends it)
-6    ClientCutText           drop    writes the device's clipboard; every form
-                                     (legacy text, extended caps/notify/
-                                     request/provide) is skipped to its end
-150  EnableContinuousUpdates forward this connection's update mode only
-248  ClientFence             forward flow control of this connection only
-                                     (payload at most 64 bytes, per the spec)
-250  xvp                     drop    shutdown/reboot/reset of the device
-251  SetDesktopSize          drop    resizes the device's screen for everyone
-255  QEMU, subtype 0         drop    extended key event: input
----- anything else           close   not understood, so not known to be safe
-==== ======================= ======= ===========================================
+- 0 SetPixelFormat: forward; this connection's pixel format only.
+- 2 SetEncodings: forward; this connection's encodings only (at most
+  ``MAX_ENCODINGS``).
+- 3 FramebufferUpdateRequest: forward; asks for pixels, changes nothing.
+- 150 EnableContinuousUpdates: forward; this connection's update mode only.
+- 248 ClientFence: forward; flow control of this connection only (payload at
+  most 64 bytes, as the spec says).
+- 4 KeyEvent: drop; input.
+- 5 PointerEvent: drop; input (6 bytes, or 7 with the marker bit of
+  ExtendedMouseButtons, as noVNC sends it once the server agreed; a client
+  pressing button 8 without that extension is misread and, in practice,
+  closed: noVNC masks that bit off).
+- 6 ClientCutText: drop; writes the device's clipboard. Every form (legacy
+  text; extended caps, notify, request, provide: a negative length) is skipped
+  to its end.
+- 250 xvp: drop; shutdown, reboot or reset of the device.
+- 251 SetDesktopSize: drop; resizes the device's screen for everyone.
+- 255 QEMU subtype 0 (extended key event): drop; input.
+- anything else, other QEMU subtypes included: close; not understood, so not
+  known to be safe.
 
 The handshake is checked too: ProtocolVersion must be 3.7 or 3.8 (3.3 lets the
 server pick a security type this parser could not follow), the security type
