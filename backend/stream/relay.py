@@ -10,8 +10,8 @@ seen by the same :class:`Admission`) and what bounds a hostile local user:
 - at most MAX_HANDSHAKES connections may be in their handshake at once; more
   are closed as they arrive, so a flood costs this process a known amount of
   memory and never a process per connection;
-- an admitted connection holds at most a known amount of memory (see
-  ``_Relay``): a read buffer of READ_BUFFER bytes, the socket's write limit,
+- an admitted connection holds at most a known amount of memory: a read
+  buffer of READ_BUFFER bytes (``_DeviceLink``), the socket's write limit,
   CLIENT_MAX_MESSAGE x CLIENT_MAX_QUEUE of unread client messages, and the
   view filter's MAX_PENDING.
 
@@ -170,11 +170,18 @@ class _Relay:
             logger.warning("device %s has no screen to stream: %s", ticket.device_id, exc)
             await connection.close(1011, "device unavailable")
             return
-        device.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, device_link = await loop.create_unix_connection(_DeviceLink, sock=device)
+        except OSError as exc:
+            device.close()
+            logger.warning("device %s has no screen to stream: %s", ticket.device_id, exc)
+            await connection.close(1011, "device unavailable")
+            return
         view_filter = ViewFilter() if ticket.scope == "view" else None
         pumps = {
-            asyncio.create_task(self._device_to_pane(device, connection), name="device-to-pane"),
-            asyncio.create_task(self._pane_to_device(connection, device, view_filter), name="pane-to-device"),
+            asyncio.create_task(_device_to_pane(device_link, connection), name="device-to-pane"),
+            asyncio.create_task(_pane_to_device(connection, device_link, view_filter), name="pane-to-device"),
         }
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -189,46 +196,109 @@ class _Relay:
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
-            device.close()
+            transport.close()
         await connection.close()
 
-    async def _device_to_pane(self, device: socket.socket, connection: ServerConnection) -> None:
-        """Send what the device writes, one WebSocket message per read.
 
-        A read takes everything already waiting (up to READ_BUFFER), never
-        waiting for more: a VNC server writes a screen update in several pieces,
-        and one message per piece was ~9 wake-ups per update for this process,
-        the browser's network service and the pane's JavaScript; gathered, a
-        small update is one message, and latency stays that of a plain read.
-        """
-        loop = asyncio.get_running_loop()
-        buffer = bytearray(READ_BUFFER)
-        view = memoryview(buffer)
-        while True:
-            size = await loop.sock_recv_into(device, buffer)
-            if size == 0:
-                return
-            while size < READ_BUFFER:
-                try:
-                    more = device.recv_into(view[size:])
-                except BlockingIOError:
-                    break
-                if more == 0:
-                    break  # closed: the next sock_recv_into returns 0
-                size += more
-            # send() frames (copies) the bytes before it returns: the buffer is free again.
-            await connection.send(view[:size])
+class _DeviceLink(asyncio.BufferedProtocol):
+    """The device's VNC socket: what it writes gathers in one buffer; writes wait when it is full.
 
-    async def _pane_to_device(
-        self, connection: ServerConnection, device: socket.socket, view_filter: ViewFilter | None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        async for message in connection:
-            if isinstance(message, str):
-                raise RfbViolation("a text message on an RFB stream")
-            data = message if view_filter is None else view_filter.feed(message)
-            if data:
-                await loop.sock_sendall(device, data)
+    The socket stays registered with the loop for its whole life and the
+    transport reads straight into the buffer, so a screen update costs one
+    wake-up of the pump, and everything that arrived before the pump ran goes
+    out as one WebSocket message: a VNC server writes an update in several
+    pieces, and one message per piece was ~9 wake-ups per update for this
+    process, the browser's network service and the pane's JavaScript. Nothing
+    waits for more data, so latency stays that of a plain read. At most
+    READ_BUFFER bytes are held; reading pauses when they are.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(READ_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._size = 0
+        self._eof = False
+        self._paused = False
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._transport: asyncio.Transport | None = None
+
+    # -- asyncio callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view[self._size :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._size += nbytes
+        if self._size == READ_BUFFER and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+        self._readable.set()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._readable.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._readable.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- the pumps' side -----------------------------------------------------------
+
+    async def wait_readable(self) -> memoryview:
+        """Everything read so far (empty at end of stream); call consume() once it is sent."""
+        while self._size == 0 and not self._eof:
+            self._readable.clear()
+            await self._readable.wait()
+        return self._view[: self._size]
+
+    def consume(self, size: int) -> None:
+        """Forget the first *size* bytes (sent); keep what arrived meanwhile."""
+        rest = self._size - size
+        self._buffer[:rest] = self._buffer[size : self._size]  # same length: no resize of an exported buffer
+        self._size = rest
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+
+    async def write(self, data: bytes) -> None:
+        """Write *data*; wait while the device is not reading. Raises ConnectionResetError once closed."""
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("the device closed its VNC socket")
+        self._transport.write(data)
+        await self._writable.wait()
+
+
+async def _device_to_pane(device: _DeviceLink, connection: ServerConnection) -> None:
+    while data := await device.wait_readable():
+        # send() frames (copies) the bytes before its first pause: what the
+        # device writes meanwhile lands after them in the buffer.
+        await connection.send(data)
+        device.consume(len(data))
+
+
+async def _pane_to_device(
+    connection: ServerConnection, device: _DeviceLink, view_filter: ViewFilter | None
+) -> None:
+    async for message in connection:
+        if isinstance(message, str):
+            raise RfbViolation("a text message on an RFB stream")
+        data = message if view_filter is None else view_filter.feed(message)
+        if data:
+            await device.write(data)
 
 
 def _redact(match: re.Match[str]) -> str:
