@@ -4,7 +4,12 @@ A pane asks for ``/devices/<device_id>?token=<token>``. It is admitted when the
 token is a valid ``view`` or ``control`` token (see ``backend.auth.tokens``)
 signed for that same device, not expired, and not used before. Pure apart from
 the clock; the relay process keeps one :class:`Admission` for all its
-connections, so its replay guard sees every token.
+connections, so its replay guard sees every token. A restarted relay starts
+with an empty guard, so it also refuses tokens issued before *not_before* (a
+whole second, just after the previous relay died or the app started): none of
+those can be replayed to it. Tokens carry only their expiry, in whole seconds,
+so this is exact when the issuer signs with a whole-second *token_ttl* and
+never with a time before *not_before* (``StreamProxy.pane_url`` does both).
 """
 
 from __future__ import annotations
@@ -47,10 +52,12 @@ class Admission:
     misconfigured relay fails at start, not per connection.
     """
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *, token_ttl: int = 0, not_before: int = 0) -> None:
         if len(secret) < SECRET_BYTES:
             raise ValueError("the signing secret is too short")
         self._secret = secret
+        self._token_ttl = token_ttl
+        self._not_before = not_before
         self._replays = ReplayGuard()
 
     def admit(self, target: str, *, now: float | None = None) -> Ticket:
@@ -75,6 +82,10 @@ class Admission:
             raise StreamRefused(str(exc)) from None
         if claims.device_id != match.group(1):
             raise StreamRefused(f"token for device {claims.device_id} used for device {match.group(1)}")
+        # Signed at t < not_before: expires = int(t) + ttl <= not_before - 1 + ttl.
+        # Signed at t >= not_before: expires >= not_before + ttl.
+        if claims.expires - self._token_ttl < self._not_before:
+            raise StreamRefused("token issued before this proxy started")
         try:
             self._replays.use(claims, now=now)
         except TokenError as exc:

@@ -19,6 +19,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -58,8 +59,10 @@ class StreamProxy:
 
     Call ``start()`` once on the event loop, ``stop()`` when done; both are
     coroutines and never block the loop. While started, the proxy process is
-    restarted with backoff if it dies; the port stays the same, so URLs handed
-    out earlier keep working (connections wait in the socket's backlog).
+    restarted with backoff if it dies; the port stays the same, so a URL asked
+    for once it died works with the restarted process (its connection waits in
+    the socket's backlog). URLs issued before it died do not: the new process
+    cannot know which of them were used.
 
     ``secret`` must be the content of ``settings.secret_path``: the proxy process
     reads the secret from that file (it never travels on a command line), and
@@ -71,6 +74,13 @@ class StreamProxy:
         self._secret = secret
         self._listener: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
+        # Tokens signed before this whole second are refused by the relay: the
+        # previous one may have used them, and its replay guard died with it.
+        # Signing with a whole-second TTL, never at an earlier time, makes that
+        # cut exact (see backend.stream.admission).
+        self._not_before = 0
+        self._cut_for: int | None = None
+        self._token_ttl = math.ceil(settings.stream_token_ttl)
         self._ready = False
         self._supervisor: asyncio.Task[None] | None = None
         self._stderr_tasks: set[asyncio.Task[None]] = set()
@@ -99,18 +109,23 @@ class StreamProxy:
         With ``scope="view"`` the proxy drops the pane's keys, pointer events and
         clipboard (and closes it for anything it does not understand); with
         ``"control"`` they reach the device. The URL opens one connection, within
-        ``settings.stream_token_ttl`` seconds: ask for a new URL for every
-        (re)connect. Raises ProxyNotRunningError before start() or after stop(),
-        InvalidDeviceIdError for an id no token can name, ValueError for another
-        scope. The device need not exist yet: a URL for a device without a VNC
-        socket is accepted and then closed.
+        ``settings.stream_token_ttl`` seconds (rounded up to a whole second), and
+        only with the proxy process it was issued for (a restarted one refuses
+        it): ask for a new URL for every (re)connect. Raises
+        ProxyNotRunningError before start() or after stop(), InvalidDeviceIdError
+        for an id no token can name, ValueError for another scope. The device
+        need not exist yet: a URL for a device without a VNC socket is accepted
+        and then closed.
         """
         if scope not in ("view", "control"):
             raise ValueError(f"scope must be 'view' or 'control', not {scope!r}")
         host = self._settings.stream_host
         port = self.port
         try:
-            token = sign(self._secret, scope, device_id, self._settings.stream_token_ttl)
+            if self._process is not None and self._process.returncode is not None:
+                self._cut_tokens_of(self._process)  # this token is for the next relay
+            now = max(time.time(), self._not_before)
+            token = sign(self._secret, scope, device_id, self._token_ttl, now=now)
         except TokenError as exc:
             raise InvalidDeviceIdError(f"{device_id!r} is not a valid device id") from exc
         return f"ws://{host}:{port}{stream_path(device_id)}?{urlencode({'token': token})}"
@@ -128,6 +143,9 @@ class StreamProxy:
         self._check_secret_file()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._listener = self._bind()
+        # Tokens of an earlier run of this proxy (or of another app with the
+        # same secret) are refused: no replay guard knows them any more.
+        self._not_before = max(math.ceil(time.time()), self._not_before + 1)
         try:
             await self._spawn()
         except BaseException:
@@ -206,6 +224,8 @@ class StreamProxy:
                 f"--runtime-dir={self._settings.runtime_dir}",
                 f"--log-file={self.log_path}",
                 f"--parent-pid={os.getpid()}",
+                f"--token-ttl={self._token_ttl}",
+                f"--not-before={self._not_before}",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -250,6 +270,7 @@ class StreamProxy:
             started = time.monotonic()
             code = await process.wait()
             self._ready = False
+            self._cut_tokens_of(process)
             # Whatever is left in its process group goes too; the restarted
             # proxy starts from a clean slate.
             await self._terminate(process)
@@ -262,6 +283,14 @@ class StreamProxy:
                 await self._spawn()
             except ProxyStartError as exc:
                 logger.error("stream proxy restart failed: %s", exc)
+
+    def _cut_tokens_of(self, process: asyncio.subprocess.Process) -> None:
+        """Once *process* has exited: the next relay refuses every token signed before now."""
+        if self._cut_for != process.pid:
+            self._cut_for = process.pid
+            # Past every second a token was signed in so far, including the
+            # cut before this one (tokens are signed no earlier than it).
+            self._not_before = max(math.ceil(time.time()), self._not_before + 1)
 
     async def _forward_stderr(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():

@@ -20,7 +20,9 @@ Contract with the parent (``backend.stream.proxy``):
 - ``--listen-fd``: an already listening TCP socket on a loopback address,
   inherited from the parent, which keeps it (and its port) across restarts.
 - ``--secret-file``: the signing secret's file (the secret never travels on a
-  command line); ``--runtime-dir``: the devices' runtime root.
+  command line); ``--runtime-dir``: the devices' runtime root; ``--token-ttl``
+  and ``--not-before``: see ``Admission`` (tokens issued before the previous
+  relay died are refused, since its replay guard died with it).
 - stdout: exactly one line, ``ready_line(port)``, once connections are served;
   afterwards stdout goes to stderr.
 - stderr: whatever escapes logging (tracebacks); the parent forwards it.
@@ -382,13 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime-dir", type=Path, required=True)
     parser.add_argument("--log-file", type=Path, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--token-ttl", type=int, required=True)
+    parser.add_argument("--not-before", type=int, required=True)
     args = parser.parse_args(argv)
 
     _die_with_parent(args.parent_pid)
     listener = _listener(args.listen_fd)
     _configure_logging(args.log_file)
     try:
-        admission = Admission(args.secret_file.read_bytes())
+        admission = Admission(
+            args.secret_file.read_bytes(), token_ttl=args.token_ttl, not_before=args.not_before
+        )
     except (ValueError, OSError) as exc:
         print(f"cannot use the signing secret {args.secret_file}: {exc}", file=sys.stderr)
         return 2

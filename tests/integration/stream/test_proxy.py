@@ -245,12 +245,32 @@ async def test_crashed_proxy_is_restarted_on_the_same_port(proxy: StreamProxy) -
     port = proxy.port
     first = _proxy_pid(proxy)
     os.kill(first, signal.SIGKILL)
-    # A URL issued now waits in the listener's backlog until the restart serves it.
-    url = proxy.pane_url("dev-a")
+    deadline = time.monotonic() + TIMEOUT
+    while proxy.running:
+        assert time.monotonic() < deadline, "the proxy's exit went unnoticed"
+        await asyncio.sleep(0.02)
+    # A URL issued now, while no relay serves, waits in the listener's backlog
+    # until the restarted relay serves it.
+    async with connect(proxy.pane_url("dev-a"), open_timeout=TIMEOUT) as ws:
+        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-a"]
+    assert _proxy_pids(proxy) not in ([], [first])
+    assert proxy.port == port
+
+
+async def test_a_token_used_before_a_crash_stays_used(proxy: StreamProxy, farm: Farm) -> None:
+    used = proxy.pane_url(SPY)
+    async with connect(used, open_timeout=TIMEOUT):
+        await _wait_for_spy(farm)
+    first = _proxy_pid(proxy)
+    os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + TIMEOUT
     while not proxy.running or _proxy_pids(proxy) in ([], [first]):
         assert time.monotonic() < deadline, "the proxy was not restarted"
         await asyncio.sleep(0.05)
-    assert proxy.port == port
-    async with connect(url, open_timeout=TIMEOUT) as ws:
-        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-a"]
+    # The new relay's replay guard is empty, yet the used token stays used.
+    with pytest.raises(InvalidStatus) as replayed:
+        async with connect(used, open_timeout=TIMEOUT):
+            pass
+    assert replayed.value.response.status_code == 403
+    assert not _spy_was_connected(farm)
+    assert "token issued before this proxy started" in proxy.log_path.read_text()

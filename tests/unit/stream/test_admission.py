@@ -77,6 +77,20 @@ def test_refused(case: str) -> None:
         assert token.split(".")[-1] not in str(refused.value)
 
 
+def test_tokens_issued_before_not_before_are_refused() -> None:
+    # A restarted relay has an empty replay guard: tokens the previous one may
+    # have admitted (issued before it died) must not open anything.
+    not_before = 1_000_000
+    admission = Admission(SECRET, token_ttl=60, not_before=not_before)
+    for signed_at in (not_before - 5, not_before - 0.001):
+        old = sign(SECRET, "view", "dev-1", 60, now=signed_at)
+        with pytest.raises(StreamRefused, match="issued before this proxy started"):
+            admission.admit(_target("dev-1", old), now=not_before + 1)
+    for signed_at in (not_before, not_before + 0.999):
+        fresh = sign(SECRET, "view", "dev-1", 60, now=signed_at)
+        assert admission.admit(_target("dev-1", fresh), now=not_before + 1) == Ticket("dev-1", "view")
+
+
 def test_a_short_secret_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="too short"):
         Admission(b"short")
