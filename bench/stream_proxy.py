@@ -64,10 +64,11 @@ SMALL = 64
 PANES = 16
 PANE_RATE = 30.0
 
-# From runs on the shared 2-core box (load 6-22), websockify proxy -> asyncio relay:
-# throughput ratio 0.26-0.43 -> 0.32-0.73 (the direct baseline is what moves most),
-# proxy CPU per GB 0.5-0.67 s -> 0.64-0.83 s, small-update p50 0.15-0.28 ->
-# 0.18-0.32 ms, 16 panes 8.9-11.8 % -> 4.0-7.8 % of a core.
+# From runs on the shared 2-core box (load 4-22), websockify proxy -> asyncio relay:
+# throughput ratio 0.26-0.43 -> 0.32-0.73 (the direct baseline is what moves most;
+# quietest run 0.35 -> 0.44), proxy CPU per GB 0.5-0.67 s -> 0.64-0.83 s,
+# small-update p50 0.15-0.28 -> 0.18-0.32 ms, 16 panes 8.8-11.8 % -> 4.0-7.8 % of
+# a core.
 TARGET_THROUGHPUT_RATIO = 0.4
 TARGET_CPU_S_PER_GB = 1.2
 TARGET_P50_MS = 1.0
