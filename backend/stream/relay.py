@@ -26,7 +26,8 @@ Contract with the parent (``backend.stream.proxy``):
 - stdout: exactly one line, ``ready_line(port)``, once connections are served;
   afterwards stdout goes to stderr.
 - stderr: whatever escapes logging (tracebacks); the parent forwards it.
-- ``--log-file``: refusals, closes for cause and errors, never a token.
+- ``--log-file``: refusals (at most REFUSALS_LOGGED_PER_SECOND a second), closes
+  for cause and errors, never a token.
 - SIGTERM closes every stream and exits. The process also gets SIGTERM when its
   parent dies (Linux), so a killed app does not leave the port open.
 """
@@ -86,6 +87,7 @@ CLIENT_MAX_MESSAGE = 1 << 20
 CLIENT_MAX_QUEUE = 4
 """Pane messages received but not yet relayed before reading from the pane pauses."""
 CLOSE_TIMEOUT = 1.0
+REFUSALS_LOGGED_PER_SECOND = 10
 
 _TOKEN_TEXT = re.compile(r"(token=)[^&\s'\"]+|v2\.[a-z]+\.[a-z0-9-]+\.\d+\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?")
 
@@ -113,6 +115,31 @@ class _Connection(ServerConnection):
         super().connection_lost(exc)
 
 
+class _RefusalLog:
+    """Logs at most REFUSALS_LOGGED_PER_SECOND refusals a second and counts the rest.
+
+    Anyone on the host can make the relay refuse connections as fast as they
+    can open them; that must not fill the disk.
+    """
+
+    def __init__(self) -> None:
+        self._second = 0.0
+        self._logged = 0
+        self._unlogged = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._second >= 1.0:
+            if self._unlogged:
+                logger.warning("%d more refusals in the last second were not logged", self._unlogged)
+            self._second, self._logged, self._unlogged = now, 0, 0
+        if self._logged < REFUSALS_LOGGED_PER_SECOND:
+            self._logged += 1
+            logger.warning(message, *args)
+        else:
+            self._unlogged += 1
+
+
 class _Relay:
     """Admits panes and pumps bytes between each and its device."""
 
@@ -120,24 +147,14 @@ class _Relay:
         self._admission = admission
         self._runtime_dir = runtime_dir
         self.handshakes = 0
-        self._over_cap = 0
-        self._over_cap_logged = 0.0
+        self._refusals = _RefusalLog()
 
     # -- handshake bookkeeping ------------------------------------------------
 
     def handshake_started(self, connection: _Connection) -> None:
         if self.handshakes >= MAX_HANDSHAKES:
             connection.transport.abort()
-            # One line a second at most: a flood must not fill the disk.
-            self._over_cap += 1
-            now = time.monotonic()
-            if now - self._over_cap_logged >= 1.0:
-                logger.warning(
-                    "refused %d stream connection(s): %d handshakes already in progress",
-                    self._over_cap,
-                    self.handshakes,
-                )
-                self._over_cap, self._over_cap_logged = 0, now
+            self._refusals.warning("refused a stream connection: %d handshakes in progress", self.handshakes)
             return
         connection.in_handshake = True
         self.handshakes += 1
@@ -153,7 +170,7 @@ class _Relay:
         try:
             connection.ticket = self._admission.admit(request.path)
         except StreamRefused as exc:
-            logger.warning("refused a stream connection: %s", exc)
+            self._refusals.warning("refused a stream connection: %s", exc)
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
         return None
 
