@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from backend.api import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
+from backend.api import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener, StreamScope
 
 __all__ = ["Backend", "DeviceBackend", "JobBackend"]
 
@@ -29,8 +29,12 @@ class DeviceBackend(Protocol):
         """*listener* runs on the event loop for every device change; returns unsubscribe."""
         ...
 
-    def pane_url(self, device_id: str) -> str:
-        """A fresh, short-lived stream URL: ask again for every (re)connect."""
+    def pane_url(self, device_id: str, scope: StreamScope = "view") -> str:
+        """A fresh, single-use stream URL: ask again for every (re)connect.
+
+        ``view`` panes' input is dropped by the stream proxy; ask for
+        ``control`` only while the operator controls the device.
+        """
         ...
 
     async def health(self) -> Health: ...

@@ -11,6 +11,7 @@ from backend.corral import DEVICE_KINDS, Corral
 from backend.devices.store import MAX_BATCH
 from backend.exceptions import CorralError
 from backend.jobs.store import JOB_STATES
+from backend.stream.admission import Scope as StreamScope
 from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener, TaskState
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "JobInfo",
     "JobsListener",
     "Settings",
+    "StreamScope",
     "TaskState",
 ]

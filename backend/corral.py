@@ -43,6 +43,7 @@ from backend.jobs.manager import JobManager
 from backend.jobs.worker import Worker
 from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
+from backend.stream.admission import Scope as StreamScope
 from backend.supervisor import Supervisor, run_steps
 from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
 
@@ -394,10 +395,11 @@ class Corral:
     def stream_port(self) -> int | None:
         return None if self._stream is None else int(self._stream.port)  # type: ignore[attr-defined]
 
-    def pane_url(self, device_id: str) -> str:
+    def pane_url(self, device_id: str, scope: StreamScope = "view") -> str:
+        """A single-use stream URL for *device_id*: ``view`` drops the pane's input, ``control`` passes it."""
         if self._stream is None:
             raise RuntimeError("this Corral was started without the stream proxy")
-        return str(self._stream.pane_url(device_id))  # type: ignore[attr-defined]
+        return str(self._stream.pane_url(device_id, scope))  # type: ignore[attr-defined]
 
     async def health(self) -> Health:
         """Docker, Postgres, this process's role, who the host is, and the background tasks."""

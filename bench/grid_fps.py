@@ -635,7 +635,7 @@ def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Names
     )
 
     view = GridView(encoding=args.encoding, quality=args.quality, compression=args.compression)
-    view.set_url_provider(lambda pane: provider.pane_url(source_of[pane]))
+    view.set_url_provider(lambda pane, _scope: provider.pane_url(source_of[pane]))
     view.resize(*args.view)
     view.set_layout(columns)
     view.show()

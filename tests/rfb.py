@@ -28,7 +28,7 @@ class WebSocketStream:
     async def read_exactly(self, n: int) -> bytes:
         while len(self._buffer) < n:
             frame = await self._ws.recv()
-            assert isinstance(frame, bytes), "websockify sends binary frames"
+            assert isinstance(frame, bytes), "the stream proxy sends binary frames"
             self._buffer += frame
         data = bytes(self._buffer[:n])
         del self._buffer[:n]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CHROMIUM", "XVNC", "XvncSource", "colour_page", "start_xvnc", "start_xvnc_source"]
+__all__ = ["CHROMIUM", "XVNC", "XProbe", "XvncSource", "colour_page", "start_xvnc", "start_xvnc_source"]
 
 XVNC = "/usr/bin/Xvnc"
 CHROMIUM = "/usr/bin/chromium"
@@ -194,3 +194,87 @@ def start_xvnc(
             os.killpg(xvnc.pid, signal.SIGKILL)
         xvnc.wait()
     raise RuntimeError(f"Xvnc did not start within {timeout} s")
+
+
+class XProbe:
+    """Reads what input reached an X display, through libX11 (no xdotool needed).
+
+    ``pointer()`` is the pointer's root position, ``key_down(keysym)`` whether
+    that key is held, ``selection_owner(name)`` the window owning a selection
+    (0 for none): a VNC server that got a ClientCutText takes the clipboard.
+    """
+
+    def __init__(self, display: int) -> None:
+        import ctypes
+        import ctypes.util
+
+        self._ctypes = ctypes
+        lib = ctypes.util.find_library("X11")
+        if lib is None:
+            raise RuntimeError("libX11 is not installed (apt install libx11-6)")
+        self._x = ctypes.CDLL(lib)
+        self._x.XOpenDisplay.restype = ctypes.c_void_p
+        self._x.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        self._x.XDefaultRootWindow.restype = ctypes.c_ulong
+        self._x.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+        self._x.XInternAtom.restype = ctypes.c_ulong
+        self._x.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        self._x.XGetSelectionOwner.restype = ctypes.c_ulong
+        self._x.XGetSelectionOwner.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+        self._x.XKeysymToKeycode.restype = ctypes.c_ubyte
+        self._x.XKeysymToKeycode.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+        self._x.XQueryKeymap.argtypes = [ctypes.c_void_p, ctypes.c_char * 32]
+        self._x.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self._x.XQueryPointer.argtypes = [ctypes.c_void_p, ctypes.c_ulong] + [ctypes.c_void_p] * 7
+        self._display = self._x.XOpenDisplay(f":{display}".encode())
+        if not self._display:
+            raise RuntimeError(f"cannot open X display :{display}")
+        # Xlib exits the process when the server goes away, unless an exit
+        # handler returns instead: a dead Xvnc must fail a test, not end the run.
+        self._lost = False
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+        self._on_lost = handler_type(self._lost_server)
+        self._x.XSetIOErrorExitHandler.argtypes = [ctypes.c_void_p, handler_type, ctypes.c_void_p]
+        self._x.XSetIOErrorExitHandler(self._display, self._on_lost, None)
+        # The default I/O error handler prints and exits by itself; this one only returns.
+        io_handler_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+        self._on_io_error = io_handler_type(lambda _display: 0)
+        self._x.XSetIOErrorHandler.argtypes = [io_handler_type]
+        self._x.XSetIOErrorHandler(self._on_io_error)
+
+    def _lost_server(self, _display: int, _data: int) -> None:
+        self._lost = True
+
+    def _check(self) -> None:
+        if self._lost:
+            raise RuntimeError("the X server went away")
+
+    def pointer(self) -> tuple[int, int]:
+        c = self._ctypes
+        root, child = c.c_ulong(), c.c_ulong()
+        root_x, root_y, win_x, win_y, mask = c.c_int(), c.c_int(), c.c_int(), c.c_int(), c.c_uint()
+        self._x.XQueryPointer(
+            self._display,
+            self._x.XDefaultRootWindow(self._display),
+            *(c.byref(v) for v in (root, child, root_x, root_y, win_x, win_y, mask)),
+        )
+        self._check()
+        return root_x.value, root_y.value
+
+    def key_down(self, keysym: int) -> bool:
+        keycode = self._x.XKeysymToKeycode(self._display, keysym)
+        keys = (self._ctypes.c_char * 32)()
+        self._x.XQueryKeymap(self._display, keys)
+        self._check()
+        return bool(keys.raw[keycode // 8] >> (keycode % 8) & 1)
+
+    def selection_owner(self, name: str) -> int:
+        atom = self._x.XInternAtom(self._display, name.encode(), 0)
+        owner = int(self._x.XGetSelectionOwner(self._display, atom))
+        self._check()
+        return owner
+
+    def close(self) -> None:
+        if self._display and not self._lost:
+            self._x.XCloseDisplay(self._display)
+            self._display = None

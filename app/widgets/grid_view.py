@@ -7,7 +7,9 @@ state kept here; ``_GridBridge`` carries it over QWebChannel both ways.
 
 The view owns what an operator sees of the streams: the layout, which panes
 exist, which one fills the area, which one is in control, and reconnecting a
-dropped stream with a fresh URL. What a pane *is* (which devices get one) is
+dropped stream with a fresh URL. Taking or releasing control reconnects the
+pane with a URL of the new scope (``control`` or ``view``): the stream proxy,
+not the page, is what keeps a view pane's input from the device. What a pane *is* (which devices get one) is
 decided by the caller.
 """
 
@@ -26,6 +28,7 @@ from PySide6.QtWebEngineWidgets import QWebEngineView
 from PySide6.QtWidgets import QWidget
 
 from app.paths import grid_page_path
+from backend.api import StreamScope
 
 __all__ = ["DEFAULT_COMPRESSION", "DEFAULT_QUALITY", "LAYOUTS", "Encoding", "GridView", "UrlProvider"]
 
@@ -43,8 +46,11 @@ DEFAULT_QUALITY = 6
 DEFAULT_COMPRESSION = 1
 """noVNC ``compressionLevel`` (0..9): zlib effort for lossless regions; low is cheap on loopback."""
 
-UrlProvider = Callable[[str], str]
-"""Returns a fresh stream URL for a device id; may raise when there is none."""
+UrlProvider = Callable[[str, StreamScope], str]
+"""Returns a fresh stream URL for a device id and scope; may raise when there is none.
+
+The pane in control gets a ``control`` URL, every other pane a ``view`` URL:
+the stream proxy drops a view pane's input, whatever the page does."""
 
 _RECONNECT_FIRST_DELAY_MS = 250
 _RECONNECT_MAX_DELAY_MS = 5000
@@ -344,6 +350,7 @@ class GridView(QWebEngineView):
             self._control = pane_id
             if self._page_ready:
                 self._bridge.control_changed.emit(pane_id, True)
+                self._reconnect_with_scope(pane_id)
             self.control_changed.emit(pane_id, True)
             self.setFocus(Qt.FocusReason.OtherFocusReason)
         elif self._control == pane_id:
@@ -466,6 +473,8 @@ class GridView(QWebEngineView):
         if previous:
             if self._page_ready:
                 self._bridge.control_changed.emit(previous, False)
+                if previous in self._panes:
+                    self._reconnect_with_scope(previous)
             self.control_changed.emit(previous, False)
 
     def _send_pane(self, pane_id: str) -> None:
@@ -477,6 +486,13 @@ class GridView(QWebEngineView):
             return
         self._bridge.pane_added.emit(pane_id, pane.name, pane.state, url)
 
+    def _reconnect_with_scope(self, pane_id: str) -> None:
+        """Reopen the pane's stream with a URL of its current scope (the page drops the old one)."""
+        pane = self._panes[pane_id]
+        pane.cancel_retry()
+        pane.failures = 0
+        self._renew_url(pane_id)
+
     def _renew_url(self, pane_id: str) -> None:
         url = self._fresh_url(pane_id)
         if url is not None:
@@ -486,7 +502,7 @@ class GridView(QWebEngineView):
         if self._url_provider is None:
             raise RuntimeError("GridView.set_url_provider() was not called")
         try:
-            return self._url_provider(pane_id)
+            return self._url_provider(pane_id, "control" if pane_id == self._control else "view")
         except Exception:
             logger.exception("no stream URL for %s; will retry", pane_id)
             pane = self._panes.get(pane_id)

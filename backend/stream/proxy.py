@@ -1,9 +1,11 @@
 """The stream proxy: one loopback TCP listener in front of every device's VNC socket.
 
-``StreamProxy`` owns the listening socket and a supervised websockify process
-(``backend.stream.server``) that serves it. Panes connect with a URL from
-``pane_url()``, which carries a short-lived ``stream`` token for one device; the
-proxy process checks it before it opens that device's ``vnc.sock``.
+``StreamProxy`` owns the listening socket and a supervised relay process
+(``backend.stream.relay``, one asyncio loop for every pane) that serves it.
+Panes connect with a URL from ``pane_url()``, which names one device and carries
+a short-lived, single-use ``view`` or ``control`` token for it; the relay checks
+both before it opens that device's ``vnc.sock``, and drops a ``view`` pane's
+input (``backend.stream.rfb_filter``).
 
 No stream byte passes through this process: the event loop (which Qt shares)
 only starts, watches and stops the proxy process.
@@ -17,6 +19,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -28,9 +31,9 @@ from urllib.parse import urlencode
 from backend.auth.exceptions import TokenError
 from backend.auth.tokens import sign
 from backend.config import Settings
+from backend.stream.admission import Scope, stream_path
 from backend.stream.exceptions import InvalidDeviceIdError, ProxyNotRunningError, ProxyStartError
 from backend.stream.ready import ready_line
-from backend.stream.token_plugin import PluginSource
 
 __all__ = ["StreamProxy"]
 
@@ -52,12 +55,14 @@ _IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class StreamProxy:
-    """Serves device VNC sockets to panes over WebSocket, one token per pane.
+    """Serves device VNC sockets to panes over WebSocket, one single-use token per connection.
 
     Call ``start()`` once on the event loop, ``stop()`` when done; both are
     coroutines and never block the loop. While started, the proxy process is
-    restarted with backoff if it dies; the port stays the same, so URLs handed
-    out earlier keep working (connections wait in the socket's backlog).
+    restarted with backoff if it dies; the port stays the same, so a URL asked
+    for once it died works with the restarted process (its connection waits in
+    the socket's backlog). URLs issued before it died do not: the new process
+    cannot know which of them were used.
 
     ``secret`` must be the content of ``settings.secret_path``: the proxy process
     reads the secret from that file (it never travels on a command line), and
@@ -69,6 +74,13 @@ class StreamProxy:
         self._secret = secret
         self._listener: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
+        # Tokens signed before this whole second are refused by the relay: the
+        # previous one may have used them, and its replay guard died with it.
+        # Signing with a whole-second TTL, never at an earlier time, makes that
+        # cut exact (see backend.stream.admission).
+        self._not_before = 0
+        self._cut_for: int | None = None
+        self._token_ttl = math.ceil(settings.stream_token_ttl)
         self._ready = False
         self._supervisor: asyncio.Task[None] | None = None
         self._stderr_tasks: set[asyncio.Task[None]] = set()
@@ -91,22 +103,32 @@ class StreamProxy:
         """The proxy process's log: refusals and errors, never tokens."""
         return self._settings.data_dir / "logs" / LOG_NAME
 
-    def pane_url(self, device_id: str) -> str:
-        """A WebSocket URL that opens *device_id*'s VNC stream, with a fresh token.
+    def pane_url(self, device_id: str, scope: Scope = "view") -> str:
+        """A WebSocket URL that opens *device_id*'s VNC stream once, with a fresh token.
 
-        The token is checked once, when the connection opens, and is good for
-        ``settings.stream_token_ttl`` seconds; ask for a new URL for every
-        (re)connect. Raises ProxyNotRunningError before start() or after stop(),
-        InvalidDeviceIdError for an id no token can name. The device need not exist
-        yet: a URL for a device without a VNC socket is accepted and then closed.
+        With ``scope="view"`` the proxy drops the pane's keys, pointer events and
+        clipboard (and closes it for anything it does not understand); with
+        ``"control"`` they reach the device. The URL opens one connection, within
+        ``settings.stream_token_ttl`` seconds (rounded up to a whole second), and
+        only with the proxy process it was issued for (a restarted one refuses
+        it): ask for a new URL for every (re)connect. Raises
+        ProxyNotRunningError before start() or after stop(), InvalidDeviceIdError
+        for an id no token can name, ValueError for another scope. The device
+        need not exist yet: a URL for a device without a VNC socket is accepted
+        and then closed.
         """
+        if scope not in ("view", "control"):
+            raise ValueError(f"scope must be 'view' or 'control', not {scope!r}")
         host = self._settings.stream_host
         port = self.port
         try:
-            token = sign(self._secret, "view", device_id, self._settings.stream_token_ttl)
+            if self._process is not None and self._process.returncode is not None:
+                self._cut_tokens_of(self._process)  # this token is for the next relay
+            now = max(time.time(), self._not_before)
+            token = sign(self._secret, scope, device_id, self._token_ttl, now=now)
         except TokenError as exc:
             raise InvalidDeviceIdError(f"{device_id!r} is not a valid device id") from exc
-        return f"ws://{host}:{port}/websockify?{urlencode({'token': token})}"
+        return f"ws://{host}:{port}{stream_path(device_id)}?{urlencode({'token': token})}"
 
     async def start(self) -> None:
         """Bind the listener, start the proxy process and wait until it serves.
@@ -121,6 +143,9 @@ class StreamProxy:
         self._check_secret_file()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._listener = self._bind()
+        # Tokens of an earlier run of this proxy (or of another app with the
+        # same secret) are refused: no replay guard knows them any more.
+        self._not_before = max(math.ceil(time.time()), self._not_before + 1)
         try:
             await self._spawn()
         except BaseException:
@@ -185,7 +210,6 @@ class StreamProxy:
     async def _spawn(self) -> None:
         """Start one proxy process on the listener and wait for its ready line."""
         listener = self._require_listener()
-        source = PluginSource.for_settings(self._settings)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_IMPORT_ROOT), env.get("PYTHONPATH")]))
         self._ready = False
@@ -194,17 +218,21 @@ class StreamProxy:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "backend.stream.server",
+                "backend.stream.relay",
                 f"--listen-fd={listener.fileno()}",
-                f"--token-source={source.encode()}",
+                f"--secret-file={self._settings.secret_path}",
+                f"--runtime-dir={self._settings.runtime_dir}",
                 f"--log-file={self.log_path}",
                 f"--parent-pid={os.getpid()}",
+                f"--token-ttl={self._token_ttl}",
+                f"--not-before={self._not_before}",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(listener.fileno(),),
-                # Its own process group, so stop() reaches the per-connection
-                # processes too, even after the main one is gone.
+                # Its own process group: stop() signals the group, so nothing it
+                # might start outlives it, and a Ctrl+C in a terminal reaches
+                # the app, which then stops the proxy in order.
                 start_new_session=True,
                 env=env,
             )
@@ -242,7 +270,8 @@ class StreamProxy:
             started = time.monotonic()
             code = await process.wait()
             self._ready = False
-            # Its per-connection processes may have outlived it; the restarted
+            self._cut_tokens_of(process)
+            # Whatever is left in its process group goes too; the restarted
             # proxy starts from a clean slate.
             await self._terminate(process)
             if time.monotonic() - started >= STABLE_AFTER:
@@ -254,6 +283,14 @@ class StreamProxy:
                 await self._spawn()
             except ProxyStartError as exc:
                 logger.error("stream proxy restart failed: %s", exc)
+
+    def _cut_tokens_of(self, process: asyncio.subprocess.Process) -> None:
+        """Once *process* has exited: the next relay refuses every token signed before now."""
+        if self._cut_for != process.pid:
+            self._cut_for = process.pid
+            # Past every second a token was signed in so far, including the
+            # cut before this one (tokens are signed no earlier than it).
+            self._not_before = max(math.ceil(time.time()), self._not_before + 1)
 
     async def _forward_stderr(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
@@ -273,7 +310,7 @@ class StreamProxy:
                 await process.wait()
         else:
             _signal_group(group, signal.SIGTERM)
-        # Connection processes are not our children, so poll for the group to empty.
+        # Other members of the group are not our children, so poll for it to empty.
         deadline = time.monotonic() + STOP_TIMEOUT
         while await asyncio.to_thread(_group_alive, group):
             if time.monotonic() > deadline:
@@ -312,7 +349,7 @@ def _signal_group(group: int, signum: int) -> None:
 def _group_alive(group: int) -> bool:
     """True while a process of *group* runs. Blocks (reads /proc); call in a thread.
 
-    Zombies do not count: orphaned connection processes are reaped by init, which
+    Zombies do not count: orphans of the group are reaped by init, which
     may take its time (or never come, in some containers).
     """
     if not os.path.isdir("/proc"):

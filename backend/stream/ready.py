@@ -2,7 +2,7 @@
 
 The process writes ``ready_line(port)`` to its stdout once, right before it
 starts accepting connections; StreamProxy compares it byte for byte. Kept apart
-from ``server`` so the app never imports websockify.
+from ``relay`` so the app never imports the relay's dependencies.
 """
 
 from __future__ import annotations

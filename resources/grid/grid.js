@@ -16,9 +16,11 @@
 //   script_posted(request, script)       script_finished(request, json)
 //
 // After page_ready() Qt replays its whole state, so a reloaded page (e.g. after
-// a renderer crash) recovers without help. Pane URLs carry short-lived tokens:
+// a renderer crash) recovers without help. Pane URLs carry single-use tokens:
 // the page never reuses one; on a drop it reports pane_disconnected and waits
-// for Qt to send a fresh URL with pane_url_renewed.
+// for Qt to send a fresh URL with pane_url_renewed. A token's scope is `view`
+// or `control`; the stream proxy drops a view pane's input, so taking or
+// releasing control is control_changed followed by pane_url_renewed.
 
 import RFB from "../node_modules/@novnc/novnc/core/rfb.js";
 import { decodedJpegRects, withOpaqueCanvases } from "./novnc-patches.js";
@@ -194,6 +196,10 @@ class Pane {
       }
       this.connected = true;
       this.setStatus("connected", "");
+      if (this.control) {
+        // Taking control reconnects with a control URL: keep the keyboard here.
+        rfb.focus();
+      }
       bridge?.pane_connected(this.id);
     });
     rfb.addEventListener("disconnect", (event) => {

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from backend.api import StreamScope
 from backend.auth.tokens import load_or_create_secret
 from backend.config import Settings
 from backend.stream import StreamProxy
@@ -86,9 +87,9 @@ class StreamFarm:
         if source is not None:
             source.stop()
 
-    def pane_url(self, device_id: str) -> str:
+    def pane_url(self, device_id: str, scope: StreamScope = "view") -> str:
         assert self._proxy is not None, "start() first"
-        return self._proxy.pane_url(device_id)
+        return self._proxy.pane_url(device_id, scope)
 
     def stop(self) -> None:
         with ThreadPoolExecutor(max_workers=8) as pool:

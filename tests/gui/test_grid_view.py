@@ -101,48 +101,79 @@ def test_double_click_fills_the_area_and_escape_restores_the_grid(qtbot, grid_vi
     _wait_for_colours(qtbot, grid_view, COLOURS)
 
 
-def test_control_toggle_flips_view_only_and_sends_input(qtbot, grid_view, xvnc_source):
-    # The device page turns green when it receives the key "g". The key "r" turns it
-    # blue, or red if a "g" or more than one click came before it: the later
-    # positive signal that proves nothing got through while the pane was view-only.
+# A page that ignores "view only" and sends a key ("r") and the clipboard, with
+# a record of what noVNC sent: the stream proxy, not the page, must keep a view
+# pane's input from the device.
+SEND_INPUT_ANYWAY = """
+(() => {
+  const rfb = corralGrid.rfb('%s');
+  window.sentTypes = [];
+  const ws = rfb._sock._websocket;
+  const send = ws.send.bind(ws);
+  ws.send = (data) => { window.sentTypes.push(data[0]); send(data); };
+  rfb.viewOnly = false;
+  rfb.sendKey(0x72, "KeyR");
+  rfb.clipboardPasteFrom("from a view pane");
+  return window.sentTypes;
+})()
+"""
+KEY_EVENTS = {4, 255}  # KeyEvent, QEMU extended key event
+CLIENT_CUT_TEXT = 6
+
+
+def test_control_reconnects_with_a_control_token_and_the_proxy_drops_view_input(
+    qtbot, grid_view, xvnc_source, stream_farm
+):
+    scopes: list[str] = []
+
+    def provider(device_id: str, scope: str) -> str:
+        scopes.append(scope)
+        return stream_farm.pane_url(device_id, scope)
+
+    grid_view.set_url_provider(provider)
+    # The device page turns red for the key "r", for good, and green for "g" unless it is red.
     page = (
-        "<body style='margin:0;background:#202020;height:100vh'>"
-        "<script>let leaked = false, clicks = 0;"
-        "addEventListener('mousedown', () => { clicks += 1; });"
-        "addEventListener('keydown', e => { const s = document.body.style;"
-        "if (e.key === 'g') { leaked = true; s.background = '#10d050'; }"
-        "if (e.key === 'r') s.background = leaked || clicks > 1 ? '#d01010' : '#1040d0'; });"
+        "<body style='margin:0;background:#202020;height:100vh'><script>addEventListener('keydown', e => {"
+        " const s = document.body.style; if (e.key === 'r') s.background = '#d03030';"
+        " if (e.key === 'g' && s.background !== 'rgb(208, 48, 48)') s.background = '#10d050'; });"
         "</script></body>"
     )
     xvnc_source("dev-input", html=page)
     grid_view.add_pane("dev-input", "dev-input", "ready")
     _wait_for_colours(qtbot, grid_view, {"dev-input": "#202020"})
+    assert scopes == ["view"]
     assert evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is True
 
-    # View only: a click and a key reach nothing.
+    # A view pane whose page sends input anyway: noVNC sends it, the proxy drops it.
+    sent = set(evaluate(qtbot, grid_view, SEND_INPUT_ANYWAY % "dev-input"))
+    assert sent & KEY_EVENTS
+    assert CLIENT_CUT_TEXT in sent
+
+    # The pane's own toggle button asks Qt, which grants control: the pane
+    # reconnects with a control token, and its input reaches the device.
+    with qtbot.waitSignal(grid_view.control_changed, timeout=5000) as granted:
+        evaluate(qtbot, grid_view, "document.querySelector('.pane[data-id=dev-input] .control').click(); 1")
+    assert granted.args == ["dev-input", True]
+    assert scopes == ["view", "control"]
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is False)
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.connected('dev-input')") is True)
+    _wait_for_colours(qtbot, grid_view, {"dev-input": "#202020"})
+
     target = grid_view.focusProxy()
     x, y, w, h = canvas_rects(qtbot, grid_view)["dev-input"]
     centre = QPoint(x + w // 2, y + h // 2)
     qtbot.mouseClick(target, Qt.MouseButton.LeftButton, pos=centre)
     qtbot.keyClick(target, Qt.Key.Key_G, Qt.KeyboardModifier.NoModifier)
-
-    # The pane's own toggle button asks Qt, which grants control.
-    with qtbot.waitSignal(grid_view.control_changed, timeout=5000) as granted:
-        evaluate(qtbot, grid_view, "document.querySelector('.pane[data-id=dev-input] .control').click(); 1")
-    assert granted.args == ["dev-input", True]
-    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is False)
-
-    qtbot.mouseClick(target, Qt.MouseButton.LeftButton, pos=centre)
-    qtbot.keyClick(target, Qt.Key.Key_R, Qt.KeyboardModifier.NoModifier)
-    _wait_for_colours(qtbot, grid_view, {"dev-input": "#1040d0"}, timeout=10_000)
-    qtbot.keyClick(target, Qt.Key.Key_G, Qt.KeyboardModifier.NoModifier)
+    # Green, not red: the "r" sent over the view stream never reached the device.
     _wait_for_colours(qtbot, grid_view, {"dev-input": "#10d050"}, timeout=10_000)
 
-    # Esc releases control (and would leave a focused pane).
+    # Esc releases control: back to a view token.
     with qtbot.waitSignal(grid_view.control_changed, timeout=5000) as released:
         qtbot.keyClick(target, Qt.Key.Key_Escape)
     assert released.args == ["dev-input", False]
+    assert scopes == ["view", "control", "view"]
     qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.viewOnly('dev-input')") is True)
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid_view, "corralGrid.connected('dev-input')") is True)
 
 
 def test_removing_a_pane_disconnects_its_stream(qtbot, grid_view, xvnc_source):
@@ -163,9 +194,9 @@ def test_removing_a_pane_disconnects_its_stream(qtbot, grid_view, xvnc_source):
 def test_a_dropped_stream_reconnects_with_a_fresh_url(qtbot, grid_view, xvnc_source, stream_farm):
     urls: list[str] = []
 
-    def provider(device_id: str) -> str:
+    def provider(device_id: str, scope: str) -> str:
         urls.append(device_id)
-        return stream_farm.pane_url(device_id)
+        return stream_farm.pane_url(device_id, scope)
 
     grid_view.set_url_provider(provider)
     xvnc_source("dev-flaky", colour="#c0392b")

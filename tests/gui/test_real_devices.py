@@ -134,12 +134,15 @@ def test_four_real_devices_stream_into_the_grid_and_take_input(qtbot, window, co
     window.action("layout-2").trigger()
     qtbot.waitUntil(lambda: len({x for x, _, _, _ in _window_rects(qtbot, window).values()}) == 2)
 
-    # Take control of one device: its pane stops being view-only and keys reach the device.
+    # Take control of one device: its pane reconnects with a control token, stops
+    # being view-only, and keys reach the device.
     assert evaluate(qtbot, grid, f"corralGrid.viewOnly('{other}')") is True
     window.sidebar().select_device(other)
     window.action("control").trigger()
     assert grid.control_pane() == other
     qtbot.waitUntil(lambda: evaluate(qtbot, grid, f"corralGrid.viewOnly('{other}')") is False)
+    qtbot.waitUntil(lambda: evaluate(qtbot, grid, f"corralGrid.connected('{other}')") is True, timeout=10_000)
+    _wait_for_colours(qtbot, window, expected)
     x, y, w, h = canvas_rects(qtbot, grid)[other]
     qtbot.mouseClick(grid.focusProxy(), Qt.MouseButton.LeftButton, pos=QPoint(x + w // 2, y + h // 2))
     qtbot.keyClick(grid.focusProxy(), Qt.Key.Key_G)

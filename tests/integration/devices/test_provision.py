@@ -58,7 +58,7 @@ async def test_provision_two_stream_and_remove(corral: Corral, docker_client: Do
 
     secret = tokens.load_or_create_secret(corral.settings.secret_path)
     device_id = final[0].id
-    base = f"ws://127.0.0.1:{corral.stream_port}/websockify"
+    base = f"ws://127.0.0.1:{corral.stream_port}/devices/{device_id}"
     refused = [
         base,
         f"{base}?token={tokens.sign(secret, 'view', device_id, -1)}",

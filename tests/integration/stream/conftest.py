@@ -17,7 +17,7 @@ from backend.config import Settings
 from backend.stream import StreamProxy
 from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
 from tests.require import missing
-from tests.xvnc import XVNC, start_xvnc
+from tests.xvnc import XVNC, XProbe, start_xvnc
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,27 @@ def farm() -> Iterator[Farm]:
                 server.kill()
                 server.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def input_device(farm: Farm) -> Iterator[tuple[str, XProbe]]:
+    """A fresh Xvnc device (``dev-input``, 320x240) and a probe of what input reached its display."""
+    device_id = "dev-input"
+    device_dir = farm.settings.device_dir(device_id)
+    device_dir.mkdir(mode=0o700)
+    display, server = start_xvnc(device_dir / "vnc.sock", 320, 240)
+    probe = XProbe(display)
+    try:
+        yield device_id, probe
+    finally:
+        probe.close()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(device_dir, ignore_errors=True)
 
 
 @pytest.fixture

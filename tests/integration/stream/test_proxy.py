@@ -24,8 +24,8 @@ from tests.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_fu
 TIMEOUT = 10.0
 
 
-def _url(proxy: StreamProxy, query: str) -> str:
-    return f"ws://127.0.0.1:{proxy.port}/websockify{query}"
+def _url(proxy: StreamProxy, query: str, device_id: str = SPY) -> str:
+    return f"ws://127.0.0.1:{proxy.port}/devices/{device_id}{query}"
 
 
 def _stat_fields(pid: int) -> list[bytes]:
@@ -56,7 +56,7 @@ def _proxy_pids(proxy: StreamProxy) -> list[int]:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"backend.stream.server" in cmdline and str(proxy.log_path).encode() in cmdline:
+            if b"backend.stream.relay" in cmdline and str(proxy.log_path).encode() in cmdline:
                 pids.append(pid)
     return pids
 
@@ -107,10 +107,16 @@ async def test_concurrent_panes_each_get_their_own_device(proxy: StreamProxy) ->
     assert list(sizes) == [GEOMETRIES["dev-a"], GEOMETRIES["dev-b"]]
 
 
-def test_pane_url_is_loopback_websockify_with_token(proxy: StreamProxy) -> None:
-    url = urlsplit(proxy.pane_url("dev-a"))
-    assert (url.scheme, url.hostname, url.port, url.path) == ("ws", "127.0.0.1", proxy.port, "/websockify")
-    assert url.query.startswith("token=v1.stream.dev-a.")
+@pytest.mark.parametrize("scope", ["view", "control"])
+def test_pane_url_names_the_device_and_carries_a_scoped_token(proxy: StreamProxy, scope: str) -> None:
+    url = urlsplit(proxy.pane_url("dev-a", scope))  # type: ignore[arg-type]
+    assert (url.scheme, url.hostname, url.port, url.path) == ("ws", "127.0.0.1", proxy.port, "/devices/dev-a")
+    assert url.query.startswith(f"token=v2.{scope}.dev-a.")
+
+
+def test_pane_url_refuses_an_unknown_scope(proxy: StreamProxy) -> None:
+    with pytest.raises(ValueError, match="scope"):
+        proxy.pane_url("dev-a", "admin")  # type: ignore[arg-type]
 
 
 def test_pane_url_refuses_invalid_device_ids(proxy: StreamProxy) -> None:
@@ -131,6 +137,7 @@ REFUSED_QUERIES: dict[str, Callable[[Farm], str]] = {
     "forged": lambda farm: "?token=" + _forged(sign(farm.secret, "view", SPY, 60)),
     "other secret": lambda farm: "?token=" + sign(b"k" * 32, "view", SPY, 60),
     "agent purpose": lambda farm: "?token=" + sign(farm.secret, "agent", SPY, 60),
+    "token for another device": lambda farm: "?token=" + sign(farm.secret, "control", "dev-a", 60),
 }
 
 
@@ -141,17 +148,43 @@ async def test_refused_token_never_reaches_the_device(proxy: StreamProxy, farm: 
         async with connect(_url(proxy, query), open_timeout=TIMEOUT):
             pass
     assert refused.value.response.status_code == 403
-    # websockify answers 403 before it would open a target: nobody knocked.
+    # The proxy answers 403 before it would open the device's socket: nobody knocked.
     assert not _spy_was_connected(farm)
 
 
-async def test_valid_token_reaches_the_spy_device(proxy: StreamProxy, farm: Farm) -> None:
-    # Positive control for the test above: the spy does see a valid pane.
-    async with connect(proxy.pane_url(SPY), open_timeout=TIMEOUT):
-        deadline = time.monotonic() + TIMEOUT
-        while not _spy_was_connected(farm):
-            assert time.monotonic() < deadline, "the proxy never connected to the device"
-            await asyncio.sleep(0.02)
+async def test_a_path_that_names_no_device_is_refused(proxy: StreamProxy, farm: Farm) -> None:
+    token = sign(farm.secret, "view", SPY, 60)
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"ws://127.0.0.1:{proxy.port}/websockify?token={token}", open_timeout=TIMEOUT):
+            pass
+    assert refused.value.response.status_code == 403
+    assert not _spy_was_connected(farm)
+
+
+async def test_a_token_opens_one_connection_only(proxy: StreamProxy, farm: Farm) -> None:
+    url = proxy.pane_url(SPY)
+    async with connect(url, open_timeout=TIMEOUT):
+        await _wait_for_spy(farm)
+    with pytest.raises(InvalidStatus) as replayed:
+        async with connect(url, open_timeout=TIMEOUT):
+            pass
+    assert replayed.value.response.status_code == 403
+    assert not _spy_was_connected(farm)
+    assert "refused a stream connection: token already used" in proxy.log_path.read_text()
+
+
+async def _wait_for_spy(farm: Farm) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not _spy_was_connected(farm):
+        assert time.monotonic() < deadline, "the proxy never connected to the device"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("scope", ["view", "control"])
+async def test_valid_token_reaches_the_spy_device(proxy: StreamProxy, farm: Farm, scope: str) -> None:
+    # Positive control for the tests above: the spy does see a valid pane.
+    async with connect(proxy.pane_url(SPY, scope), open_timeout=TIMEOUT):  # type: ignore[arg-type]
+        await _wait_for_spy(farm)
 
 
 async def test_device_without_vnc_socket_closes_without_data(proxy: StreamProxy) -> None:
@@ -171,8 +204,9 @@ async def test_refusals_are_logged_without_tokens(proxy: StreamProxy, farm: Farm
     log = proxy.log_path.read_text()
     assert "refused a stream connection: token expired" in log
     assert token.rsplit(".", 1)[1] not in log
-    # A valid pane's token is not logged either (websockify logs request paths).
-    assert "token=v1" not in log
+    # A valid pane's token is not logged either.
+    assert "token=v2" not in log
+    assert ".view." not in log
 
 
 def test_listens_on_ipv4_loopback_only(proxy: StreamProxy) -> None:
@@ -194,8 +228,8 @@ async def test_stop_leaves_no_process_and_frees_the_port(farm: Farm) -> None:
     port = proxy.port
     async with connect(proxy.pane_url("dev-a"), open_timeout=TIMEOUT) as ws:
         await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT)
-        # The main process plus this pane's connection process.
-        assert len(_group_alive(group)) >= 2
+        # One process serves every pane.
+        assert _group_alive(group) == [group]
         await proxy.stop()
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), TIMEOUT)
@@ -211,12 +245,32 @@ async def test_crashed_proxy_is_restarted_on_the_same_port(proxy: StreamProxy) -
     port = proxy.port
     first = _proxy_pid(proxy)
     os.kill(first, signal.SIGKILL)
-    # A URL issued now waits in the listener's backlog until the restart serves it.
-    url = proxy.pane_url("dev-a")
+    deadline = time.monotonic() + TIMEOUT
+    while proxy.running:
+        assert time.monotonic() < deadline, "the proxy's exit went unnoticed"
+        await asyncio.sleep(0.02)
+    # A URL issued now, while no relay serves, waits in the listener's backlog
+    # until the restarted relay serves it.
+    async with connect(proxy.pane_url("dev-a"), open_timeout=TIMEOUT) as ws:
+        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-a"]
+    assert _proxy_pids(proxy) not in ([], [first])
+    assert proxy.port == port
+
+
+async def test_a_token_used_before_a_crash_stays_used(proxy: StreamProxy, farm: Farm) -> None:
+    used = proxy.pane_url(SPY)
+    async with connect(used, open_timeout=TIMEOUT):
+        await _wait_for_spy(farm)
+    first = _proxy_pid(proxy)
+    os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + TIMEOUT
     while not proxy.running or _proxy_pids(proxy) in ([], [first]):
         assert time.monotonic() < deadline, "the proxy was not restarted"
         await asyncio.sleep(0.05)
-    assert proxy.port == port
-    async with connect(url, open_timeout=TIMEOUT) as ws:
-        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-a"]
+    # The new relay's replay guard is empty, yet the used token stays used.
+    with pytest.raises(InvalidStatus) as replayed:
+        async with connect(used, open_timeout=TIMEOUT):
+            pass
+    assert replayed.value.response.status_code == 403
+    assert not _spy_was_connected(farm)
+    assert "token issued before this proxy started" in proxy.log_path.read_text()

@@ -27,10 +27,10 @@ async def test_process_that_fails_reports_its_last_words(
     farm: Farm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     failing = tmp_path / "python"
-    failing.write_text("#!/bin/sh\necho 'cannot import websockify' >&2\nexit 3\n")
+    failing.write_text("#!/bin/sh\necho 'cannot import websockets' >&2\nexit 3\n")
     failing.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(failing))
     proxy = StreamProxy(farm.settings, farm.secret)
-    with pytest.raises(ProxyStartError, match="cannot import websockify"):
+    with pytest.raises(ProxyStartError, match="cannot import websockets"):
         await proxy.start()
     assert not proxy.running

@@ -1,0 +1,176 @@
+"""A hostile local user against the real proxy: a flood of half-sent requests.
+
+With the fork-per-connection websockify proxy, 400 half-sent requests made 400
+processes (~1.2 GB) that stayed until the client left. The relay drops each
+after HANDSHAKE_TIMEOUT, closes those beyond MAX_HANDSHAKES at once, stays one
+process with bounded memory, and keeps streaming to the panes already open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from backend.stream import StreamProxy
+from backend.stream.relay import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
+from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
+from tests.rfb import FRAMEBUFFER_UPDATE, WebSocketStream, handshake, request_full_update
+
+FLOOD = 400
+TIMEOUT = 10.0
+RSS_GROWTH_LIMIT_KB = 40 * 1024
+"""What 400 half-sent requests may add to the relay's resident memory (measured: a few MB)."""
+
+
+def _relay_pid(proxy: StreamProxy) -> int:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            if b"backend.stream.relay" in cmdline and str(proxy.log_path).encode() in cmdline:
+                return int(name)
+    raise AssertionError("no relay process")
+
+
+def _spy_was_connected(farm: Farm) -> bool:
+    try:
+        connection, _ = farm.spy.accept()
+    except BlockingIOError:
+        return False
+    connection.close()
+    return True
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _group_members(group: int) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                if int(fields[2]) == group and fields[0] != b"Z":
+                    members.append(int(name))
+    return members
+
+
+async def _half_sent(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, float]:
+    """A connection that sends part of a request and never the rest, and when it connected."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), TIMEOUT)
+    connected = time.monotonic()
+    writer.write(b"GET /devices/dev-a?token=v2.view.dev-a.")
+    await writer.drain()
+    return reader, writer, connected
+
+
+async def _closed_at(reader: asyncio.StreamReader) -> float:
+    """When the server closed this connection (EOF or reset)."""
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(reader.read(), HANDSHAKE_TIMEOUT + TIMEOUT) == b""
+    return time.monotonic()
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most
+
+
+async def test_a_flood_of_half_sent_requests_is_dropped_and_bounded(proxy: StreamProxy) -> None:
+    relay = _relay_pid(proxy)
+    updates = 0
+
+    async def stream_pane() -> None:
+        nonlocal updates
+        async with connect(proxy.pane_url("dev-a"), max_size=None, open_timeout=TIMEOUT) as ws:
+            stream = WebSocketStream(ws)
+            size = await asyncio.wait_for(handshake(stream), TIMEOUT)
+            while True:
+                await request_full_update(stream, *size)
+                assert (await asyncio.wait_for(stream.read_exactly(4), TIMEOUT))[0] == FRAMEBUFFER_UPDATE
+                await stream.read_exactly(12 + size[0] * size[1] * 4)  # one raw rect
+                updates += 1
+
+    pane = asyncio.create_task(stream_pane())
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while updates == 0:  # the pane streams before the flood
+            assert not pane.done() and time.monotonic() < deadline, "the pane never streamed"
+            await asyncio.sleep(0.02)
+        before_flood = updates
+        rss_before = _rss_kb(relay)
+        connections = await asyncio.gather(*(_half_sent(proxy.port) for _ in range(FLOOD)))
+        # One process serves them all, in bounded memory.
+        assert _group_members(relay) == [relay]
+        rss_flooded = _rss_kb(relay)
+        closes = await asyncio.gather(*(_closed_at(reader) for reader, _, _ in connections))
+        for _, writer, _ in connections:
+            writer.close()
+        assert not pane.done(), "the open pane stopped streaming during the flood"
+        assert updates > before_flood
+    finally:
+        pane.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pane
+    # Every half-sent request was dropped: those beyond the cap at once, the
+    # rest when their handshake time ran out, so that no more than the cap
+    # waited at any moment (a little slack: the times are the client's).
+    lives = [(connected, closed) for (_, _, connected), closed in zip(connections, closes, strict=True)]
+    waited = [(start, end) for start, end in lives if end - start > HANDSHAKE_TIMEOUT - 0.5]
+    refused = [(start, end) for start, end in lives if end - start < HANDSHAKE_TIMEOUT / 2]
+    assert len(waited) + len(refused) == FLOOD, sorted(end - start for start, end in lives)
+    assert refused
+    assert _most_at_once(waited) <= MAX_HANDSHAKES + 8
+    assert max(end - start for start, end in waited) < HANDSHAKE_TIMEOUT + TIMEOUT
+    assert rss_flooded - rss_before < RSS_GROWTH_LIMIT_KB, (rss_before, rss_flooded)
+    # Refusals are logged at a bounded rate (10 a second), not one line each.
+    log = proxy.log_path.read_text()
+    assert "handshakes in progress" in log
+    assert log.count("\n") < 100, log.count("\n")
+    print(f"relay RSS {rss_before} kB before, {rss_flooded} kB with {FLOOD} half-sent requests")
+    # Once the flood is gone, new panes connect again.
+    async with connect(proxy.pane_url("dev-b"), open_timeout=TIMEOUT) as ws:
+        assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-b"]
+
+
+async def test_a_single_half_sent_request_is_dropped_after_the_handshake_timeout(proxy: StreamProxy) -> None:
+    reader, writer, connected = await _half_sent(proxy.port)
+    try:
+        closed = await _closed_at(reader)
+    finally:
+        writer.close()
+    assert HANDSHAKE_TIMEOUT - 0.5 < closed - connected < HANDSHAKE_TIMEOUT + TIMEOUT
+
+
+async def test_a_planted_vnc_socket_symlink_is_not_followed(proxy: StreamProxy, farm: Farm) -> None:
+    # A device controls its own directory: it may replace vnc.sock with a link
+    # to another device's socket. The proxy refuses it instead of connecting there.
+    device_dir = farm.settings.device_dir("dev-link")
+    device_dir.mkdir(mode=0o700)
+    try:
+        (device_dir / "vnc.sock").symlink_to(farm.settings.device_dir(SPY) / "vnc.sock")
+        async with connect(proxy.pane_url("dev-link"), open_timeout=TIMEOUT) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1011
+        assert not _spy_was_connected(farm)
+    finally:
+        shutil.rmtree(device_dir)
