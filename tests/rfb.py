@@ -58,6 +58,21 @@ async def request_full_update(stream: ByteStream, width: int, height: int) -> No
     await stream.write(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
 
 
+async def read_update(stream: ByteStream, timeout: float = 10.0) -> int:
+    """Read one whole FramebufferUpdate (Raw at 32 bpp: no SetEncodings sent); returns its rect count.
+
+    A server may answer one request with several rects, so every rect is read.
+    """
+    header = await asyncio.wait_for(stream.read_exactly(4), timeout)
+    assert header[0] == FRAMEBUFFER_UPDATE, f"expected a FramebufferUpdate, got message type {header[0]}"
+    (rects,) = struct.unpack("!xxH", header)
+    for _ in range(rects):
+        _x, _y, width, height, encoding = struct.unpack("!HHHHi", await stream.read_exactly(12))
+        assert encoding == 0, f"expected Raw rects, got encoding {encoding}"
+        await stream.read_exactly(width * height * 4)
+    return rects
+
+
 async def first_update(url: str) -> tuple[int, int]:
     """Connect to a stream *url*, handshake, ask for a full frame; return the size once it arrives."""
     async with connect(url, subprotocols=["binary"], max_size=None, open_timeout=5) as ws:

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from backend.stream import StreamProxy
-from tests.rfb import FRAMEBUFFER_UPDATE, ByteStream, WebSocketStream, handshake
+from tests.rfb import ByteStream, WebSocketStream, handshake, read_update
 from tests.xvnc import XProbe
 
 TIMEOUT = 10.0
@@ -34,13 +34,7 @@ SET_DESKTOP_SIZE = struct.pack("!BxHHBx", 251, 640, 480, 1) + struct.pack("!IHHH
 async def _one_pixel(stream: ByteStream) -> None:
     """Ask for the top-left pixel and read the whole update (Raw, 32 bpp: no SetEncodings sent)."""
     await stream.write(struct.pack("!BBHHHH", 3, 0, 0, 0, 1, 1))
-    header = await asyncio.wait_for(stream.read_exactly(4), TIMEOUT)
-    assert header[0] == FRAMEBUFFER_UPDATE
-    (rects,) = struct.unpack("!xxH", header)
-    for _ in range(rects):
-        _x, _y, w, h, encoding = struct.unpack("!HHHHi", await stream.read_exactly(12))
-        if encoding == 0:
-            await stream.read_exactly(w * h * 4)
+    await read_update(stream, TIMEOUT)
 
 
 async def _send_input(proxy: StreamProxy, device_id: str, scope: str, messages: list[bytes]) -> None:
