@@ -148,13 +148,23 @@ def open_paths_under(prefix: str) -> dict[int, tuple[str, str]]:
 
 
 def hub_listeners(pid: int) -> int:
-    """How many ``hub.sock`` listeners *pid* holds (bound through ``/proc/self/fd/N/hub.sock``)."""
+    """How many ``hub.sock`` listeners *pid* holds.
+
+    ``ss`` shows the name a socket was bound under: rundir binds it as
+    ``/proc/self/fd/N/.hub.sock.<random>`` in ``devices/`` and renames it into
+    the device's directory, so both spellings count.
+    """
     output = subprocess.run(["ss", "-xlpH"], capture_output=True, text=True, timeout=20, check=True).stdout
     return sum(
         1
         for line in output.splitlines()
-        if f"pid={pid}," in line and len(line.split()) > 4 and line.split()[4].endswith("/" + HUB_SOCKET)
+        if f"pid={pid}," in line and len(line.split()) > 4 and _is_hub_socket(line.split()[4])
     )
+
+
+def _is_hub_socket(bound_name: str) -> bool:
+    last = bound_name.rsplit("/", 1)[-1]
+    return last == HUB_SOCKET or last.startswith(f".{HUB_SOCKET}.")
 
 
 # -- the host -----------------------------------------------------------------------------
