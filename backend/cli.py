@@ -178,12 +178,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("rm needs device ids/names or --all")
     command = _COMMANDS[args.command]
     try:
-        return asyncio.run(command(args))
+        code = asyncio.run(command(args))
+        sys.stdout.flush()  # here, where a closed pipe is still ours to handle
+        return code
     except CorralError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `corral jobs | head`: the reader left; that is not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 async def _open(role: Role) -> Corral:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from backend.exceptions import CorralError
 if TYPE_CHECKING:
     from backend.db import Database
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "device_uid_check", "run_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ async def run_checks(settings: Settings) -> list[Check]:
             display or "no DISPLAY: the window needs one (CLI commands work without)",
         )
     )
+    checks.append(device_uid_check(settings.effective_device_uid, os.geteuid()))
     kvm = await asyncio.to_thread(os.path.exists, "/dev/kvm")
     checks.append(
         Check("kvm", True, "/dev/kvm present" if kvm else "no /dev/kvm: android devices unavailable")
@@ -86,3 +88,23 @@ async def _host_checks(settings: Settings, database: Database) -> list[Check]:
     for task in tasks or []:
         checks.append(Check(f"task {task.name}", task.status != "failing", task.describe()))
     return checks
+
+
+def device_uid_check(uid: int, operator_uid: int) -> Check:
+    """Whoever has the devices' uid on this host owns every device's directory.
+
+    That uid can read each device's agent credential and connect to its screen
+    without a token, so it must be the operator's own or belong to no account.
+    """
+    if uid == operator_uid:
+        return Check("device uid", True, f"devices run as your uid ({uid})")
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return Check("device uid", True, f"devices run as uid {uid}, which no account on this host uses")
+    return Check(
+        "device uid",
+        False,
+        f"devices run as uid {uid}, which is the account {account!r}: it can reach every device's "
+        "screen and credential; set CORRAL_DEVICE_UID to a uid no account uses",
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from backend.config import Settings
 from backend.db.database import asyncpg_connect_kwargs
-from tests.serve import Serve, corral
+from tests.serve import Serve, cli_env, corral
 
 NO_HOST_HOSTS = "no Corral host is running, so this command is the host until the jobs it queued have ended"
 
@@ -196,3 +198,22 @@ def test_provision_list_remove(settings: Settings, docker_available: None) -> No
     jobs = json.loads(_corral(settings, "jobs", "--json").stdout)
     assert {j["state"] for j in jobs} == {"succeeded"}
     assert sorted(j["kind"] for j in jobs) == ["provision", "provision", "remove", "remove"]
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(settings: Settings) -> None:
+    # `corral devices | head -0`: the reader is gone before the command writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "backend.cli", "devices"],
+            env=cli_env(settings),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
