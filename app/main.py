@@ -73,7 +73,9 @@ async def _session(app: object, settings: Settings | None) -> int:
     quit_requested = asyncio.Event()
     _install_signal_handlers(quit_requested)
     try:
-        corral = await Corral.start(settings)
+        # The window takes over as host whenever the current host (say, a
+        # `corral serve`) stops.
+        corral = await Corral.start(settings, role="standby")
     except Exception as exc:
         logger.error("Corral could not start", exc_info=not _is_corral_error(exc))
         box = QMessageBox(QMessageBox.Icon.Critical, "Corral could not start", describe_error(exc))

@@ -7,7 +7,8 @@ other Corral process (a second window, a CLI command while the app runs) is a
 carry them out. A client takes no lock, binds no socket and starts no worker.
 
 Roles (:meth:`Corral.start`): ``client`` never hosts; ``host`` waits for the lock;
-``auto`` hosts if no other process does, else is a client. A host watches its
+``auto`` hosts if no other process does, else is a client; ``standby`` (the
+window) hosts if no other process does, else takes over once the host stops. A host watches its
 lock: when it is lost (Postgres restarted, the connection was terminated) it
 stops all host work at once, then waits to take the lock again and resumes.
 
@@ -51,7 +52,7 @@ __all__ = ["Corral"]
 
 log = logging.getLogger(__name__)
 
-Role = Literal["auto", "host", "client"]
+Role = Literal["auto", "standby", "host", "client"]
 HOST_TASK = "host"
 """The supervised task that watches the host lock and takes it back after a loss."""
 _RETAKE_DELAY = 0.5
@@ -152,7 +153,9 @@ class Corral:
 
         *role*: ``client`` never becomes the host (no lock, no sockets, no worker,
         no reconciler); ``host`` waits until the host lock is free; ``auto`` is the
-        host if no other process is, else a client. *runtime* replaces the Docker
+        host if no other process is, else a client; ``standby`` (the window) is the
+        host if no other process is, else takes over in the background as soon as
+        the host stops. *runtime* replaces the Docker
         runtime (tests). Raises DatabaseUnavailable / MigrationError (see backend.db).
         """
         from backend.runtime.docker import DockerRuntime
@@ -185,6 +188,11 @@ class Corral:
             return
         lock = HostLock(self.database, self.settings.runtime_dir)
         if not await lock.acquire(wait=role == "host"):
+            if role == "standby":
+                # Another process hosts; take over in the background once it stops
+                # (_hold_host waits for the lock when it is not held).
+                self._lock = lock
+                self.supervisor.spawn(HOST_TASK, self._hold_host)
             return
         self._lock = lock
         try:
@@ -441,7 +449,16 @@ class Corral:
         return _job_info(await self.jobs_store.retry(job_id))
 
     async def cancel_job(self, job_id: int) -> JobInfo:
-        return _job_info(await self.jobs_store.cancel(job_id))
+        """Cancel a queued job at once; ask a running one to stop at its next checkpoint.
+
+        A provision cancelled while queued leaves its device ``failed`` ("provisioning
+        cancelled"), as a running one does once its handler stops: otherwise the
+        reconciler would find a device that should be up and start it again.
+        """
+        job = _job_info(await self.jobs_store.cancel(job_id))
+        if job.kind == "provision" and job.state == "cancelled" and job.device_id is not None:
+            await self.store.fail_unstarted(job.device_id, "provisioning cancelled")
+        return job
 
     def add_jobs_listener(self, listener: JobsListener) -> Callable[[], None]:
         """Call *listener* (no arguments) whenever jobs change; returns unsubscribe."""

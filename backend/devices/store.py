@@ -21,6 +21,8 @@ from backend.jobs.manager import JobManager
 
 __all__ = ["MAX_BATCH", "DeviceStore"]
 
+_UNSTARTED = frozenset({DeviceState.REQUESTED, DeviceState.PROVISIONING, DeviceState.BOOTING})
+
 MAX_BATCH = 64
 """Most devices one provision request may ask for."""
 
@@ -131,6 +133,27 @@ class DeviceStore:
                 )
             )
         return device
+
+    async def fail_unstarted(self, device_id: str, reason: str) -> bool:
+        """Move a device that is on its way up (requested, provisioning, booting) to ``failed``.
+
+        Returns False, changing nothing, when the device is in any other state
+        (already up, failed, being removed): whoever moved it there owns it.
+        """
+        async with self._database.session() as session, session.begin():
+            device = await session.get(Device, device_id, with_for_update=True)
+            if device is None or device.state not in _UNSTARTED:
+                return False
+            current = DeviceState(device.state)
+            check_transition(current, DeviceState.FAILED)
+            device.state, device.reason = DeviceState.FAILED, reason
+            device.updated_at = func.now()
+            session.add(
+                DeviceEvent(
+                    device_id=device_id, kind="state", from_state=current, to_state=device.state, message=reason
+                )
+            )
+        return True
 
     async def set_progress(self, device_id: str, fraction: float, message: str) -> None:
         async with self._database.session() as session, session.begin():

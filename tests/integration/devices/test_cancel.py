@@ -75,3 +75,18 @@ async def test_cancel_running_provision_cleans_up(corral: Corral, monkeypatch: p
     assert state == "succeeded", again.error
     assert (await corral.device(device.id)).state == "ready"
     assert len(held.created) == 2
+
+
+async def test_cancelling_a_queued_provision_fails_its_device(settings) -> None:
+    # No host runs, so the job stays queued; cancelling it must not leave the
+    # device `requested` for ever (or, once a host runs, recovered by the reconciler).
+    client = await Corral.start(settings, role="client", stream=False)
+    try:
+        (device,) = await client.provision("browser", 1)
+        (job,) = [j for j in await client.jobs() if j.device_id == device.id]
+        cancelled = await client.cancel_job(job.id)
+        after = await client.device(device.id)
+    finally:
+        await client.stop()
+    assert (cancelled.kind, cancelled.state) == ("provision", "cancelled")
+    assert (after.state, after.reason) == ("failed", "provisioning cancelled")

@@ -257,3 +257,29 @@ async def test_a_lock_lost_while_host_work_starts_is_noticed(
         assert await _holder_backend(url) is not None
     finally:
         await host.stop()
+
+
+async def test_a_standby_window_takes_over_when_the_host_stops(
+    settings: Settings, docker_available: None
+) -> None:
+    # The window starts while `corral serve` is the host; when serve stops, the
+    # window becomes the host by itself (a client-only window would leave
+    # provisioning stuck at "requested").
+    serve = Serve(settings)
+    standby: Corral | None = None
+    try:
+        serve.wait_for(TAKEN)
+        standby = await Corral.start(settings, role="standby", stream=False)
+        assert (standby.role, standby.is_host) == ("standby", False)
+        deadline = time.monotonic() + 10
+        while not await _someone_waits(settings.database_url or ""):
+            assert time.monotonic() < deadline, "the standby does not wait for the host lock"
+            await asyncio.sleep(0.02)
+        assert serve.stop() == 0
+        took = await _until(lambda: standby is not None and standby.is_host, 5.0, "the standby taking over")
+        assert standby.role == "host"
+        print(f"standby became host {took:.2f} s after serve stopped")
+    finally:
+        serve.stop()
+        if standby is not None:
+            await standby.stop()
