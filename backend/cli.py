@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend.config import Settings, settings_problems
+from backend.config import Settings, settings_problems, unknown_variables
 from backend.corral import DEVICE_KINDS, Corral, Role
 from backend.devices.states import DeviceState
 from backend.devices.store import MAX_BATCH
@@ -69,6 +69,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corral",
@@ -96,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="wait until their jobs have ended (ready, or failed for good)"
     )
     provision.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds to wait or to host (default 600)"
+        "--timeout", type=_seconds, default=600.0, help="seconds to wait or to host (default 600)"
     )
 
     devices = commands.add_parser("devices", help="list devices")
@@ -115,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--all", action="store_true", help="remove every device")
     remove.add_argument("--wait", action="store_true", help="wait until their remove jobs have ended")
     remove.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait or to host (default 120)"
+        "--timeout", type=_seconds, default=120.0, help="seconds to wait or to host (default 120)"
     )
 
     jobs = commands.add_parser(
@@ -163,10 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in settings_problems(exc):
             print(f"corral: {line}", file=sys.stderr)
         return 2
+    for name in unknown_variables(os.environ):
+        print(f"corral: warning: {name} is not a setting (ignored); see README.md", file=sys.stderr)
     if args.command in (None, "ui"):
-        if not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        from backend.doctor import display_problem
+
+        problem = display_problem(os.environ)
+        if problem is not None:
             print(
-                "corral: no display (DISPLAY is not set): the control room needs a graphical session.\n"
+                f"corral: {problem}.\n"
                 "        Run it from your desktop, or use the commands: `corral devices`, `corral --help`.",
                 file=sys.stderr,
             )
@@ -191,6 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at /dev/null so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # A data directory that cannot be made or written (a file in the way, /proc, a full disk).
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"corral: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 async def _open(role: Role) -> Corral:
@@ -309,9 +329,7 @@ async def _provision(args: argparse.Namespace) -> int:
         try:
             final = await corral.wait_jobs_done(ids, args.timeout, on_change=_print_progress)
         except TimeoutError:
-            print(
-                f"corral: devices not ready after {args.timeout:.0f}s; see `corral devices`", file=sys.stderr
-            )
+            print(f"corral: devices not ready after {args.timeout:g}s; see `corral devices`", file=sys.stderr)
             return 1
     finally:
         await corral.stop()
@@ -329,6 +347,8 @@ async def _remove(args: argparse.Namespace) -> int:
         if not targets:
             print("no devices to remove")
             return 0
+        # Removal needs Docker; say so now rather than after three failed attempts.
+        await corral.runtime.ping()
         ids = [d.id for d in targets]
         await corral.remove(ids)
         print(f"removing {', '.join(d.name for d in targets)}")
@@ -340,7 +360,7 @@ async def _remove(args: argparse.Namespace) -> int:
         try:
             final = await corral.wait_jobs_done(ids, args.timeout)
         except TimeoutError:
-            print(f"corral: removal not finished after {args.timeout:.0f}s", file=sys.stderr)
+            print(f"corral: removal not finished after {args.timeout:g}s", file=sys.stderr)
             return 1
     finally:
         await corral.stop()

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import re
 import shutil
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +23,7 @@ from backend.exceptions import CorralError
 if TYPE_CHECKING:
     from backend.db import Database
 
-__all__ = ["Check", "device_uid_check", "run_checks"]
+__all__ = ["Check", "device_uid_check", "display_problem", "run_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +53,9 @@ async def run_checks(settings: Settings) -> list[Check]:
             await database.close()
     except CorralError as exc:
         checks.append(Check("postgres", False, str(exc)))
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    checks.append(
-        Check(
-            "display",
-            bool(display),
-            display or "no DISPLAY: the window needs one (CLI commands work without)",
-        )
-    )
+    problem = display_problem(os.environ)
+    where = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or ""
+    checks.append(Check("display", problem is None, problem or f"{where} answers"))
     checks.append(device_uid_check(settings.effective_device_uid, os.geteuid()))
     kvm = await asyncio.to_thread(os.path.exists, "/dev/kvm")
     checks.append(
@@ -108,3 +106,33 @@ def device_uid_check(uid: int, operator_uid: int) -> Check:
         f"devices run as uid {uid}, which is the account {account!r}: it can reach every device's "
         "screen and credential; set CORRAL_DEVICE_UID to a uid no account uses",
     )
+
+
+_LOCAL_DISPLAY = re.compile(r"^(?:unix)?:(\d+)(?:\.\d+)?$")
+
+
+def display_problem(environ: Mapping[str, str]) -> str | None:
+    """Why the window could not open here, or None when a display answers.
+
+    Only local X displays (``:N``) are probed, by connecting to the X server's
+    socket (abstract or in /tmp/.X11-unix); Wayland and remote displays are
+    taken on trust. Blocks for a moment at most (a local connect).
+    """
+    if environ.get("WAYLAND_DISPLAY") or environ.get("QT_QPA_PLATFORM"):
+        return None
+    display = environ.get("DISPLAY", "")
+    if not display:
+        return "no display (DISPLAY is not set): the window needs one; CLI commands work without"
+    match = _LOCAL_DISPLAY.match(display)
+    if match is None:
+        return None
+    path = f"/tmp/.X11-unix/X{match[1]}"
+    for address in ("\0" + path, path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(address)
+            except OSError:
+                continue
+            return None
+    return f"DISPLAY={display}, but no X server answers there ({path}): start one or fix DISPLAY"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.config.paths import DEVICES_DIR, DevicePaths
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "settings_problems", "unknown_variables"]
 
 DeviceNetwork = Literal["none", "bridge"]
 GridEncoding = Literal["raw", "tight"]
@@ -76,12 +78,12 @@ class Settings(BaseSettings):
     device_network: DeviceNetwork | None = None
     """What a device's browser can reach; unset picks ``bridge`` when Docker has one, else ``none``."""
     device_uid: int | None = Field(
-        default=None, json_schema_extra={"shown_default": "your uid (10001 for root)"}
+        default=None, ge=0, json_schema_extra={"shown_default": "your uid (10001 for root)"}
     )
     """uid the device's processes run as, owner of its runtime directory."""
-    device_cpus: float = 1.0
+    device_cpus: float = Field(default=1.0, gt=0)
     """CPUs each device container may use."""
-    device_memory_mb: int = 1024
+    device_memory_mb: int = Field(default=1024, ge=64)
     """Memory limit of each device container, in MiB."""
     image_prefix: str = "corral"
     """Device images are ``<prefix>/<kind>:latest``, built on first use."""
@@ -91,30 +93,54 @@ class Settings(BaseSettings):
     agent_replace_interval: float = Field(default=5.0, ge=0)
     """A new agent connection replaces a device's live one at most this often;
     sooner it is refused (HTTP 429), so two holders of one credential cannot fight."""
-    stream_token_ttl: float = 60.0
+    stream_token_ttl: float = Field(default=60.0, gt=0)
     """Seconds a pane's stream URL stays valid before it is opened."""
     stream_host: str = "127.0.0.1"
     """Address the stream proxy listens on."""
-    stream_port: int = 0
+    stream_port: int = Field(default=0, ge=0, le=65535)
     """Port of the stream proxy; 0 picks a free one at start."""
     job_concurrency: int = Field(
         default_factory=lambda: default_concurrency(),
+        ge=1,
         json_schema_extra={"shown_default": "2 per core, at most 1 per GiB of memory, 2..16"},
     )
     """Provisioning jobs run at once; the default is sized to this host."""
-    job_max_attempts: int = 3
-    """Attempts a job gets before it fails for good."""
-    job_lease_seconds: float = 5.0
-    """A killed worker's jobs are requeued within about 1.5 x this."""
-    reconcile_interval: float = 10.0
+    job_max_attempts: int = Field(default=3, ge=1)
+    """Attempts a job gets before it fails for good; a job keeps the number it was
+    queued with, so set it where jobs are requested (the window, `corral provision`)."""
+    job_lease_seconds: float = Field(default=5.0, gt=0)
+    """A killed worker's jobs are requeued within about 1.3 x this."""
+    reconcile_interval: float = Field(default=10.0, gt=0)
     """Seconds between passes that compare Docker's containers with the database."""
-    parked_ttl_hours: float = 24.0
+    parked_ttl_hours: float = Field(default=24.0, ge=0)
     """Devices left failed/stopped this long are removed; 0 keeps them forever."""
-    boot_timeout: float = 60.0
+    boot_timeout: float = Field(default=60.0, gt=0)
     """Seconds a new device has to show its screen and connect its agent."""
     grid_encoding: GridEncoding = "raw"
     """What the control room's panes ask devices for: raw pixels (cheapest on one
     machine), or Tight/JPEG (less data: many panes of full-screen motion, video)."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        # Users paste the URLs psql and libpq take; SQLAlchemy needs the driver named.
+        if value is None or not value.strip():
+            return None
+        scheme, sep, rest = value.strip().partition("://")
+        if not sep or scheme not in ("postgresql", "postgres", "postgresql+asyncpg"):
+            raise ValueError("must be a Postgres URL: postgresql://user:password@host/database")
+        return f"postgresql+asyncpg://{rest}"
+
+    @field_validator("stream_host")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        try:
+            loopback = ipaddress.IPv4Address(value).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError("must be an IPv4 loopback address such as 127.0.0.1 (the proxy is local only)")
+        return value
 
     @cached_property
     def effective_device_uid(self) -> int:
@@ -150,5 +176,16 @@ def settings_problems(error: ValidationError) -> list[str]:
     lines = []
     for problem in error.errors():
         name = "CORRAL_" + "_".join(str(part) for part in problem["loc"]).upper()
-        lines.append(f"{name}: {problem['msg']} (got {problem.get('input')!r})")
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message} (got {problem.get('input')!r})")
     return lines
+
+
+NOT_SETTINGS = frozenset({"CORRAL_REQUIRE", "CORRAL_DOCKERD_ARGS"})
+"""``CORRAL_*`` variables read by the test suite and the installer, not by Settings."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CORRAL_*`` names in *environ* that are no setting (a typo is ignored otherwise)."""
+    known = {f"CORRAL_{name.upper()}" for name in Settings.model_fields} | NOT_SETTINGS
+    return sorted(name for name in environ if name.startswith("CORRAL_") and name not in known)

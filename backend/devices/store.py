@@ -150,7 +150,11 @@ class DeviceStore:
             device.updated_at = func.now()
             session.add(
                 DeviceEvent(
-                    device_id=device_id, kind="state", from_state=current, to_state=device.state, message=reason
+                    device_id=device_id,
+                    kind="state",
+                    from_state=current,
+                    to_state=device.state,
+                    message=reason,
                 )
             )
         return True

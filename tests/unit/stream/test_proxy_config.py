@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 import backend.stream
 from backend.auth.tokens import load_or_create_secret
@@ -42,7 +43,10 @@ def test_not_started_proxy_has_no_port_and_no_url(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "::1", "localhost", ""])
 async def test_only_ipv4_loopback_hosts_are_accepted(tmp_path: Path, host: str) -> None:
-    settings = _settings(tmp_path, stream_host=host)
+    # Settings refuse such a host already; the proxy checks again whatever it is given.
+    with pytest.raises(ValidationError, match="loopback"):
+        _settings(tmp_path, stream_host=host)
+    settings = _settings(tmp_path).model_copy(update={"stream_host": host})
     proxy = StreamProxy(settings, load_or_create_secret(settings.secret_path))
     with pytest.raises(ProxyStartError, match="loopback"):
         await proxy.start()
