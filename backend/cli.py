@@ -69,6 +69,12 @@ def _count(text: str) -> int:
     return value
 
 
+def _kind(text: str) -> str:
+    if text not in DEVICE_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown kind {text!r}; this build has: {', '.join(DEVICE_KINDS)}")
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -147,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     images = commands.add_parser("images", help="device images")
     image_commands = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
     build = image_commands.add_parser("build", help="build device images (only what changed)")
-    build.add_argument("kinds", nargs="*", choices=[[], *DEVICE_KINDS], metavar="KIND", help="default: all")
+    build.add_argument(
+        "kinds", nargs="*", type=_kind, metavar="KIND", help=f"{' or '.join(DEVICE_KINDS)}; default: all"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
 
     db = commands.add_parser("db", help="database schema")
@@ -241,7 +249,7 @@ def _table(rows: list[DeviceInfo]) -> str:
             d.kind,
             d.state,
             _age(d),
-            d.reason or ("" if d.state == "ready" else d.progress_message),
+            d.reason or ("" if d.state in ("ready", "removed") else d.progress_message),
         )
         for d in rows
     ]
@@ -259,7 +267,8 @@ def _jobs_table(rows: list[JobInfo]) -> str:
             f"{j.attempts}/{j.max_attempts}",
             f"{int(j.progress * 100)}%",
             _age(j),
-            _last_line(j.error or j.progress_message),
+            # A job that succeeded after a retry keeps the old error; it no longer matters.
+            _last_line(j.progress_message if j.state == "succeeded" else j.error or j.progress_message),
         )
         for j in rows
     ]

@@ -32,6 +32,7 @@ from backend.db import Database
 from backend.db.exceptions import DatabaseUnavailable
 from backend.db.models import Device, Job
 from backend.db.notify import channel
+from backend.devices.exceptions import InvalidRequest
 from backend.devices.handlers import DeviceHandlers
 from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
@@ -446,6 +447,12 @@ class Corral:
         return [_job_info(job) for job in await self.jobs_store.list(state=state, limit=limit)]
 
     async def retry_job(self, job_id: int) -> JobInfo:
+        """Queue a failed or cancelled job again; refused when its device is gone."""
+        job = await self.jobs_store.get(job_id)
+        if job.device_id is not None:
+            device = await self.store.get(job.device_id)
+            if device.state == DeviceState.REMOVED:
+                raise InvalidRequest(f"job {job_id} was for {device.name}, which has been removed")
         return _job_info(await self.jobs_store.retry(job_id))
 
     async def cancel_job(self, job_id: int) -> JobInfo:

@@ -127,7 +127,7 @@ class JobManager:
                     raise UnknownJob(f"no job with id {job_id}")
                 if job.state not in ("failed", "cancelled"):
                     raise JobError(
-                        f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried"
+                        f"job {job_id} {_is(job.state)}; only failed or cancelled jobs can be retried"
                     )
                 await session.execute(
                     update(Job)
@@ -159,7 +159,7 @@ class JobManager:
                     values = {"cancel_requested": True}
                 else:
                     raise JobError(
-                        f"job {job_id} is {job.state}; only queued or running jobs can be cancelled"
+                        f"job {job_id} {_is(job.state)}; only queued or running jobs can be cancelled"
                     )
                 await session.execute(
                     update(Job).where(Job.id == job_id).values(**values, updated_at=func.now())
@@ -174,3 +174,8 @@ def _translated() -> Iterator[None]:
         yield
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(f"the jobs table cannot be reached: {exc}") from exc
+
+
+def _is(state: str) -> str:
+    """'has already succeeded', 'is running': a job's state as the end of a sentence."""
+    return f"has already {state}" if state in ("succeeded", "failed", "cancelled") else f"is {state}"

@@ -12,6 +12,8 @@ import asyncio
 import pytest
 
 from backend.corral import Corral
+from backend.devices.exceptions import InvalidRequest
+from backend.devices.states import DeviceState
 from backend.runtime.base import DeviceSpec, Instance
 
 pytestmark = pytest.mark.docker
@@ -90,3 +92,17 @@ async def test_cancelling_a_queued_provision_fails_its_device(settings) -> None:
         await client.stop()
     assert (cancelled.kind, cancelled.state) == ("provision", "cancelled")
     assert (after.state, after.reason) == ("failed", "provisioning cancelled")
+
+
+async def test_a_job_of_a_removed_device_cannot_be_retried(settings) -> None:
+    client = await Corral.start(settings, role="client", stream=False)
+    try:
+        (device,) = await client.provision("browser", 1)
+        (job,) = [j for j in await client.jobs() if j.device_id == device.id]
+        await client.cancel_job(job.id)
+        await client.store.transition(device.id, DeviceState.REMOVED)
+        with pytest.raises(InvalidRequest) as caught:
+            await client.retry_job(job.id)
+    finally:
+        await client.stop()
+    assert str(caught.value) == f"job {job.id} was for browser-1, which has been removed"
