@@ -26,8 +26,9 @@ Contract with the parent (``backend.stream.proxy``):
 - stdout: exactly one line, ``ready_line(port)``, once connections are served;
   afterwards stdout goes to stderr.
 - stderr: whatever escapes logging (tracebacks); the parent forwards it.
-- ``--log-file``: refusals (at most REFUSALS_LOGGED_PER_SECOND a second), closes
-  for cause and errors, never a token.
+- ``--log-file``: refusals (at most REFUSALS_LOGGED_PER_SECOND a second),
+  closes for cause and errors, never a token; opened 0600 and never through a
+  symlink (``backend.stream.logfile``).
 - SIGTERM closes every stream and exits. The process also gets SIGTERM when its
   parent dies (Linux), so a killed app does not leave the port open.
 """
@@ -59,6 +60,7 @@ from backend.config.paths import VNC_SOCKET
 from backend.config.rundir import connect_socket
 from backend.stream.admission import Admission, Ticket
 from backend.stream.exceptions import RfbViolation, StreamRefused
+from backend.stream.logfile import open_private_log
 from backend.stream.ready import ready_line
 from backend.stream.rfb_filter import ViewFilter
 
@@ -374,7 +376,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _configure_logging(log_file: Path) -> None:
-    handler = logging.FileHandler(log_file)
+    handler = logging.StreamHandler(open_private_log(log_file))
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter())
     root = logging.getLogger()
@@ -407,7 +409,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _die_with_parent(args.parent_pid)
     listener = _listener(args.listen_fd)
-    _configure_logging(args.log_file)
+    try:
+        _configure_logging(args.log_file)
+    except OSError as exc:
+        print(f"cannot open the log file: {exc}", file=sys.stderr)
+        return 2
     try:
         admission = Admission(
             args.secret_file.read_bytes(), token_ttl=args.token_ttl, not_before=args.not_before
