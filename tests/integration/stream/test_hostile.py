@@ -16,6 +16,7 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -182,12 +183,19 @@ class _Flooder:
 
     async def wait_full(self) -> None:
         """Wait until every slot holds an open connection (the relay accepts in order)."""
-        deadline = time.monotonic() + TIMEOUT
-        while self.open < len(self._slots):
+        await self._wait(lambda: self.open == len(self._slots), "holds every slot")
+
+    async def wait_timed_out(self, count: int) -> None:
+        """Wait until the relay has dropped *count* connections for their timeout (each one renewed)."""
+        await self._wait(lambda: self.timed_out >= count, f"saw {count} connections time out")
+
+    async def _wait(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT + TIMEOUT
+        while not condition():
             for slot in self._slots:
                 if slot.done():
                     slot.result()  # raises what stopped it
-            assert time.monotonic() < deadline, f"the flooder holds {self.open} connections"
+            assert time.monotonic() < deadline, f"the flooder never {what}: {self.open} open"
             await asyncio.sleep(0.001)
 
     async def stop(self) -> None:
@@ -206,6 +214,13 @@ async def test_panes_connect_while_a_flooder_keeps_the_handshake_slots_full(prox
     try:
         for n in range(PANES):
             device_id = "dev-a" if n % 2 == 0 else "dev-b"
+            if n == PANES // 2:
+                # The second half meets connections renewed after a timeout:
+                # every one the first half did not evict has timed out (and the
+                # ones that replaced those evicted, opened at the same time).
+                # The renewed ones time out HANDSHAKE_TIMEOUT later, long after
+                # the last pane, so the slots stay full for every pane.
+                await flooder.wait_timed_out(MAX_HANDSHAKES)
             await flooder.wait_full()
             started = time.monotonic()
             try:
