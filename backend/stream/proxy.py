@@ -33,6 +33,7 @@ from backend.auth.tokens import sign
 from backend.config import Settings
 from backend.stream.admission import Scope, stream_path
 from backend.stream.exceptions import InvalidDeviceIdError, ProxyNotRunningError, ProxyStartError
+from backend.stream.logfile import ensure_private_log
 from backend.stream.ready import ready_line
 
 __all__ = ["StreamProxy"]
@@ -100,7 +101,7 @@ class StreamProxy:
 
     @property
     def log_path(self) -> Path:
-        """The proxy process's log: refusals and errors, never tokens."""
+        """The proxy process's log (0600, in a 0700 directory): refusals and errors, never tokens."""
         return self._settings.data_dir / "logs" / LOG_NAME
 
     def pane_url(self, device_id: str, scope: Scope = "view") -> str:
@@ -134,14 +135,18 @@ class StreamProxy:
         """Bind the listener, start the proxy process and wait until it serves.
 
         Raises ProxyStartError when the host is not an IPv4 loopback address, the
-        port is taken, the secret file does not match, or the process does not
-        report ready within START_TIMEOUT seconds. Calling it again while started
+        port is taken, the secret file does not match, the log cannot be kept
+        private (``logfile.ensure_private_log``), or the process does not report
+        ready within START_TIMEOUT seconds. Calling it again while started
         does nothing.
         """
         if self._listener is not None:
             return
         self._check_secret_file()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(ensure_private_log, self.log_path)
+        except OSError as exc:
+            raise ProxyStartError(f"cannot keep the stream proxy log private: {exc}") from exc
         self._listener = self._bind()
         # Tokens of an earlier run of this proxy (or of another app with the
         # same secret) are refused: no replay guard knows them any more.

@@ -7,9 +7,10 @@ seen by the same :class:`Admission`) and what bounds a hostile local user:
 
 - a request must complete its WebSocket handshake within HANDSHAKE_TIMEOUT
   seconds, or it is dropped;
-- at most MAX_HANDSHAKES connections may be in their handshake at once; more
-  are closed as they arrive, so a flood costs this process a known amount of
-  memory and never a process per connection;
+- at most MAX_HANDSHAKES connections may be in their handshake at once, so a
+  flood costs this process a known amount of memory and never a process per
+  connection. A connection that arrives when they are all taken evicts the
+  oldest one that has not sent its whole request yet (see ``_Handshakes``);
 - an admitted connection holds at most a known amount of memory: a read
   buffer of READ_BUFFER bytes (``_DeviceLink``), the socket's write limit,
   CLIENT_MAX_MESSAGE x CLIENT_MAX_QUEUE of unread client messages, and the
@@ -26,8 +27,9 @@ Contract with the parent (``backend.stream.proxy``):
 - stdout: exactly one line, ``ready_line(port)``, once connections are served;
   afterwards stdout goes to stderr.
 - stderr: whatever escapes logging (tracebacks); the parent forwards it.
-- ``--log-file``: refusals (at most REFUSALS_LOGGED_PER_SECOND a second), closes
-  for cause and errors, never a token.
+- ``--log-file``: refusals (at most REFUSALS_LOGGED_PER_SECOND a second),
+  closes for cause and errors, never a token; opened 0600 and never through a
+  symlink (``backend.stream.logfile``).
 - SIGTERM closes every stream and exits. The process also gets SIGTERM when its
   parent dies (Linux), so a killed app does not leave the port open.
 """
@@ -59,6 +61,7 @@ from backend.config.paths import VNC_SOCKET
 from backend.config.rundir import connect_socket
 from backend.stream.admission import Admission, Ticket
 from backend.stream.exceptions import RfbViolation, StreamRefused
+from backend.stream.logfile import open_private_log
 from backend.stream.ready import ready_line
 from backend.stream.rfb_filter import ViewFilter
 
@@ -77,7 +80,7 @@ logger = logging.getLogger("backend.stream.relay")
 HANDSHAKE_TIMEOUT = 3.0
 """Seconds a connection gets to complete its WebSocket handshake."""
 MAX_HANDSHAKES = 64
-"""Connections allowed in their handshake at once; more are closed on arrival."""
+"""Connections allowed in their handshake at once; a new one evicts the oldest still sending its request."""
 CONNECT_TIMEOUT = 5.0
 """Seconds to connect to a device's VNC socket."""
 READ_BUFFER = 1 << 20
@@ -100,19 +103,61 @@ http11.MAX_LINE_LENGTH = 4096
 
 
 class _Connection(ServerConnection):
-    """A pane's connection: knows whether it is still in its handshake, and its ticket."""
+    """A pane's connection: reports when its handshake starts and ends, and holds its ticket."""
 
     relay: _Relay
     ticket: Ticket | None = None
-    in_handshake = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.relay.handshake_started(self)
+        self.relay.handshakes.started(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.relay.handshake_ended(self)
+        self.relay.handshakes.ended(self)
         super().connection_lost(exc)
+
+
+class _Handshakes:
+    """The connections in their WebSocket handshake: at most MAX_HANDSHAKES, oldest first.
+
+    When all are taken, a new connection evicts (aborts) the oldest one that has
+    not sent its whole request, so a local user who keeps the slots full of
+    half-sent requests keeps no pane out: a pane sends its request at once and
+    is through its handshake in about a millisecond, and a flooder would have to
+    open MAX_HANDSHAKES connections within that time to evict it. (Refusing the
+    newcomer instead, as before, let 64 renewed half-sent requests keep every
+    pane out.) A connection whose request has arrived is never evicted: its
+    token is being, or has been, used, and it leaves within a turn of the loop.
+    Only if every slot holds such a connection is the newcomer refused.
+    """
+
+    def __init__(self, refusals: _RefusalLog) -> None:
+        self._connections: dict[_Connection, None] = {}  # insertion-ordered: the oldest first
+        self._refusals = refusals
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def started(self, connection: _Connection) -> None:
+        """Count *connection* in, evicting the oldest half-sent one (or refusing it) when full."""
+        if len(self._connections) >= MAX_HANDSHAKES:
+            oldest = next((c for c in self._connections if c.request is None), None)
+            if oldest is None:
+                connection.transport.abort()
+                self._refusals.warning(
+                    "refused a stream connection: %d handshakes in progress", len(self._connections)
+                )
+                return
+            del self._connections[oldest]
+            oldest.transport.abort()
+            self._refusals.warning(
+                "dropped the oldest unfinished request: %d handshakes in progress", MAX_HANDSHAKES
+            )
+        self._connections[connection] = None
+
+    def ended(self, connection: _Connection) -> None:
+        """Count *connection* out (its handshake is done, or it closed); once is enough."""
+        self._connections.pop(connection, None)
 
 
 class _RefusalLog:
@@ -146,23 +191,8 @@ class _Relay:
     def __init__(self, admission: Admission, runtime_dir: Path) -> None:
         self._admission = admission
         self._runtime_dir = runtime_dir
-        self.handshakes = 0
         self._refusals = _RefusalLog()
-
-    # -- handshake bookkeeping ------------------------------------------------
-
-    def handshake_started(self, connection: _Connection) -> None:
-        if self.handshakes >= MAX_HANDSHAKES:
-            connection.transport.abort()
-            self._refusals.warning("refused a stream connection: %d handshakes in progress", self.handshakes)
-            return
-        connection.in_handshake = True
-        self.handshakes += 1
-
-    def handshake_ended(self, connection: _Connection) -> None:
-        if connection.in_handshake:
-            connection.in_handshake = False
-            self.handshakes -= 1
+        self.handshakes = _Handshakes(self._refusals)
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Admit the request or answer 403, before any device socket is touched."""
@@ -178,7 +208,7 @@ class _Relay:
 
     async def handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, _Connection)
-        self.handshake_ended(connection)
+        self.handshakes.ended(connection)
         ticket = connection.ticket
         assert ticket is not None
         try:
@@ -374,7 +404,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _configure_logging(log_file: Path) -> None:
-    handler = logging.FileHandler(log_file)
+    handler = logging.StreamHandler(open_private_log(log_file))
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter())
     root = logging.getLogger()
@@ -407,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _die_with_parent(args.parent_pid)
     listener = _listener(args.listen_fd)
-    _configure_logging(args.log_file)
+    try:
+        _configure_logging(args.log_file)
+    except OSError as exc:
+        print(f"cannot open the log file: {exc}", file=sys.stderr)
+        return 2
     try:
         admission = Admission(
             args.secret_file.read_bytes(), token_ttl=args.token_ttl, not_before=args.not_before

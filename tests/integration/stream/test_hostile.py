@@ -2,8 +2,10 @@
 
 With the fork-per-connection websockify proxy, 400 half-sent requests made 400
 processes (~1.2 GB) that stayed until the client left. The relay drops each
-after HANDSHAKE_TIMEOUT, closes those beyond MAX_HANDSHAKES at once, stays one
-process with bounded memory, and keeps streaming to the panes already open.
+after HANDSHAKE_TIMEOUT, evicts the oldest when a connection arrives with
+MAX_HANDSHAKES in their handshake, stays one process with bounded memory, and
+keeps streaming to the panes already open. A flooder that keeps the handshake
+slots full does not keep new panes out.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import asyncio
 import contextlib
 import os
 import shutil
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from backend.stream import StreamProxy
 from backend.stream.relay import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
@@ -25,6 +29,7 @@ from tests.integration.stream.devices import GEOMETRIES, SPY, Farm
 from tests.rfb import WebSocketStream, handshake, read_update, request_full_update
 
 FLOOD = 400
+PANES = 20
 TIMEOUT = 10.0
 RSS_GROWTH_LIMIT_KB = 40 * 1024
 """What 400 half-sent requests may add to the relay's resident memory (measured: a few MB)."""
@@ -147,6 +152,99 @@ async def test_a_flood_of_half_sent_requests_is_dropped_and_bounded(proxy: Strea
     # Once the flood is gone, new panes connect again.
     async with connect(proxy.pane_url("dev-b"), open_timeout=TIMEOUT) as ws:
         assert await asyncio.wait_for(handshake(WebSocketStream(ws)), TIMEOUT) == GEOMETRIES["dev-b"]
+
+
+class _Flooder:
+    """Keeps *size* half-sent requests open at the relay, opening a new one as soon as one is closed."""
+
+    def __init__(self, port: int, size: int) -> None:
+        self._port = port
+        self.open = 0
+        self.opened = 0
+        self.evicted = 0
+        """Connections closed before HANDSHAKE_TIMEOUT / 2: dropped for a newer one."""
+        self.timed_out = 0
+        self._slots = [asyncio.create_task(self._slot(), name=f"flood-{n}") for n in range(size)]
+
+    async def _slot(self) -> None:
+        while True:
+            reader, writer, connected = await _half_sent(self._port)
+            self.open += 1
+            self.opened += 1
+            try:
+                closed = await _closed_at(reader)
+            finally:
+                self.open -= 1
+                writer.close()
+            if closed - connected < HANDSHAKE_TIMEOUT / 2:
+                self.evicted += 1
+            else:
+                self.timed_out += 1
+
+    async def wait_full(self) -> None:
+        """Wait until every slot holds an open connection (the relay accepts in order)."""
+        await self._wait(lambda: self.open == len(self._slots), "holds every slot")
+
+    async def wait_timed_out(self, count: int) -> None:
+        """Wait until the relay has dropped *count* connections for their timeout (each one renewed)."""
+        await self._wait(lambda: self.timed_out >= count, f"saw {count} connections time out")
+
+    async def _wait(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT + TIMEOUT
+        while not condition():
+            for slot in self._slots:
+                if slot.done():
+                    slot.result()  # raises what stopped it
+            assert time.monotonic() < deadline, f"the flooder never {what}: {self.open} open"
+            await asyncio.sleep(0.001)
+
+    async def stop(self) -> None:
+        for slot in self._slots:
+            slot.cancel()
+        await asyncio.gather(*self._slots, return_exceptions=True)
+
+
+async def test_panes_connect_while_a_flooder_keeps_the_handshake_slots_full(proxy: StreamProxy) -> None:
+    # The review's attack: nobody keeps MAX_HANDSHAKES half-sent requests in the
+    # relay, renewing each as soon as it is dropped. Panes connect one after the
+    # other, each with a valid token, and must all stream.
+    flooder = _Flooder(proxy.port, MAX_HANDSHAKES)
+    handshake_ms: list[float] = []
+    failures: list[str] = []
+    try:
+        for n in range(PANES):
+            device_id = "dev-a" if n % 2 == 0 else "dev-b"
+            if n == PANES // 2:
+                # The second half meets connections renewed after a timeout:
+                # every one the first half did not evict has timed out (and the
+                # ones that replaced those evicted, opened at the same time).
+                # The renewed ones time out HANDSHAKE_TIMEOUT later, long after
+                # the last pane, so the slots stay full for every pane.
+                await flooder.wait_timed_out(MAX_HANDSHAKES)
+            await flooder.wait_full()
+            started = time.monotonic()
+            try:
+                async with connect(proxy.pane_url(device_id), max_size=None, open_timeout=TIMEOUT) as ws:
+                    handshake_ms.append((time.monotonic() - started) * 1000)
+                    stream = WebSocketStream(ws)
+                    size = await asyncio.wait_for(handshake(stream), TIMEOUT)
+                    assert size == GEOMETRIES[device_id]
+                    await request_full_update(stream, *size)
+                    await read_update(stream, TIMEOUT)
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                failures.append(f"pane {n}: {exc!r}")
+    finally:
+        await flooder.stop()
+    slowest = max(handshake_ms, default=0.0)
+    median = statistics.median(handshake_ms) if handshake_ms else 0.0
+    print(
+        f"{PANES - len(failures)} of {PANES} panes streamed; handshake max {slowest:.1f} ms, "
+        f"median {median:.1f} ms; flooder opened "
+        f"{flooder.opened} connections, {flooder.evicted} evicted, {flooder.timed_out} timed out"
+    )
+    assert failures == []
+    # Each pane arrived with the slots full and took the oldest flooder's place.
+    assert flooder.evicted >= PANES
 
 
 async def test_a_single_half_sent_request_is_dropped_after_the_handshake_timeout(proxy: StreamProxy) -> None:
