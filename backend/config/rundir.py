@@ -21,7 +21,9 @@ A device directory is writable by its device, which we do not trust: anything in
 it may be a symlink, a FIFO or a hard link planted to make the host (often root)
 chown, chmod, connect to or write somewhere else. So every path below the root is
 reached from a directory file descriptor opened with ``O_NOFOLLOW``; files are
-made under a fresh name with ``O_EXCL`` and renamed into place; sockets are bound,
+made under a fresh name with ``O_EXCL`` and renamed into place, over whatever
+the device put at the name (a directory tree there is removed first: the device
+owns that content, and it must not keep the host from writing); sockets are bound,
 chmod-ed and chown-ed in ``devices/`` (where only we write) and then renamed into
 the device directory; and a device's socket is connected through an ``O_PATH``
 descriptor of the node itself (``/proc/self/fd/N``), checked first to be a socket
