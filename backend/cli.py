@@ -375,7 +375,8 @@ async def _remove(args: argparse.Namespace) -> int:
         await corral.stop()
     failed = [d for d in final if d.state != DeviceState.REMOVED]
     for d in failed:
-        print(f"corral: {d.name} not removed: {d.reason}", file=sys.stderr)
+        why = d.reason or f"still {d.state}, no reason recorded (see `corral jobs`)"
+        print(f"corral: {d.name} not removed: {why}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -271,8 +271,7 @@ class Corral:
         # their agents reconnect on their own.
         for device in await self.store.list():
             if device.state in ACTIVE_STATES:
-                self.handlers.prepare_dir(device.id)
-                await self.hub.listen(device.id)
+                await self._serve_device(device.id)
         self._worker = Worker(
             self.database,
             self.handlers.handlers(),
@@ -290,6 +289,26 @@ class Corral:
         )
         await self._reconciler.start()
         self._on_tasks_changed()
+
+    async def _serve_device(self, device_id: str) -> None:
+        """Give a device its directory and hub socket back; a failure is that device's alone.
+
+        A device controls what is in its directory: whatever it did there must never
+        keep the host from serving the others. The device goes ``failed`` with the
+        reason and gets a recovery provision job (unless a job is on it already).
+        """
+        try:
+            await asyncio.to_thread(self.handlers.prepare_dir, device_id)
+            await self.hub.listen(device_id)
+        except CorralError as exc:
+            reason = f"cannot serve its hub socket: {exc}"
+            log.error("device %s %s", device_id, reason)
+            try:
+                await self.store.transition(device_id, DeviceState.FAILED, reason=reason)
+                if device_id not in await self.store.devices_with_open_jobs():
+                    await self.store.request_reprovision(device_id, f"recovering: {reason}")
+            except CorralError as record_exc:
+                log.error("could not record the failure of device %s: %s", device_id, record_exc)
 
     def _on_tasks_changed(self) -> None:
         if self._hosting and self._publishing is None:

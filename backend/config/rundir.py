@@ -21,7 +21,9 @@ A device directory is writable by its device, which we do not trust: anything in
 it may be a symlink, a FIFO or a hard link planted to make the host (often root)
 chown, chmod, connect to or write somewhere else. So every path below the root is
 reached from a directory file descriptor opened with ``O_NOFOLLOW``; files are
-made under a fresh name with ``O_EXCL`` and renamed into place; sockets are bound,
+made under a fresh name with ``O_EXCL`` and renamed into place, over whatever
+the device put at the name (a directory tree there is removed first: the device
+owns that content, and it must not keep the host from writing); sockets are bound,
 chmod-ed and chown-ed in ``devices/`` (where only we write) and then renamed into
 the device directory; and a device's socket is connected through an ``O_PATH``
 descriptor of the node itself (``/proc/self/fd/N``), checked first to be a socket
@@ -41,7 +43,6 @@ import errno
 import os
 import re
 import secrets
-import shutil
 import socket
 import stat
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ from pathlib import Path
 
 from backend.config.exceptions import RuntimeDirError
 from backend.config.paths import DEVICES_DIR
+from backend.config.rmtree import remove_at
 
 __all__ = [
     "bind_private_socket",
@@ -58,6 +60,7 @@ __all__ = [
     "make_device_dir",
     "open_device_dir",
     "remove_device_dir",
+    "remove_device_entry",
     "write_private_file",
 ]
 
@@ -65,6 +68,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Device ids and file names: one path component, never ``.``/``..`` or hidden (our temporary names)."""
 _MAX_SYMLINKS = 40  # as the kernel (MAXSYMLINKS)
+_REPLACE_ATTEMPTS = 3
+"""Times a rename into place removes what the device put at the name (it may race us)."""
 
 
 def _fix(path: Path) -> str:
@@ -279,7 +284,9 @@ def _device_fds(root: Path, device_id: str) -> Iterator[tuple[int, int]]:
 def remove_device_dir(root: Path, device_id: str) -> None:
     """Remove the device's directory and everything in it; symlinks inside are removed, not followed.
 
-    Nothing to do when the directory (or the whole runtime directory) is gone.
+    Whatever the device made in it goes, at any depth, with a bounded number of
+    descriptors (:func:`backend.config.rmtree.remove_at`). Nothing to do when the
+    directory (or the whole runtime directory) is gone.
     """
     _check_name(device_id, "device id")
     try:
@@ -287,7 +294,7 @@ def remove_device_dir(root: Path, device_id: str) -> None:
             # Refuses a symlink at the device's name with the usual message
             # (only we write in devices/, so nothing can change it after).
             os.close(_open_dir(device_id, root / DEVICES_DIR / device_id, devices))
-            shutil.rmtree(device_id, dir_fd=devices)
+            remove_at(devices, device_id)
     except FileNotFoundError:
         pass
     except RuntimeDirError as exc:
@@ -297,12 +304,48 @@ def remove_device_dir(root: Path, device_id: str) -> None:
         raise RuntimeDirError(f"cannot remove {root / DEVICES_DIR / device_id}: {exc}") from exc
 
 
+def remove_device_entry(root: Path, device_id: str, name: str) -> None:
+    """Remove whatever is at the device's *name*: a file, a socket, a symlink (not followed), a tree.
+
+    Nothing to do when it, the device's directory or the runtime directory is gone.
+    """
+    _check_name(name, "file name")
+    try:
+        with open_device_dir(root, device_id) as dir_fd:
+            remove_at(dir_fd, name)
+    except RuntimeDirError as exc:
+        if not isinstance(exc.__cause__, FileNotFoundError):
+            raise
+    except OSError as exc:
+        raise RuntimeDirError(f"cannot remove {name} of device {device_id}: {exc}") from exc
+
+
+def _rename_over(src: str, src_dir: int, name: str, dir_fd: int) -> None:
+    """Rename *src* to *name*, first removing a directory the device put at *name*.
+
+    The device owns its directory's content, so what it left at one of our names
+    is ours to replace; rename replaces anything but a directory by itself.
+    """
+    for attempt in range(_REPLACE_ATTEMPTS):
+        try:
+            os.rename(src, name, src_dir_fd=src_dir, dst_dir_fd=dir_fd)
+            return
+        except OSError as exc:
+            if (
+                exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST)
+                or attempt == _REPLACE_ATTEMPTS - 1
+            ):
+                raise
+        remove_at(dir_fd, name)
+
+
 def write_private_file(root: Path, device_id: str, name: str, data: bytes, uid: int) -> None:
     """Write *data* to the device's file *name* (0600, owned by *uid*), replacing it atomically.
 
     The file is written under a fresh temporary name (``O_EXCL|O_NOFOLLOW``) and
-    renamed over *name*; a symlink planted at *name* is replaced, never followed.
-    A directory at *name* is refused (RuntimeDirError) and nothing is left behind.
+    renamed over *name*: whatever the device put at *name* (a symlink, a file, a
+    directory tree) is replaced, never followed. On failure (RuntimeDirError)
+    nothing of ours is left behind.
     """
     _check_name(name, "file name")
     with open_device_dir(root, device_id) as dir_fd:
@@ -322,7 +365,7 @@ def write_private_file(root: Path, device_id: str, name: str, data: bytes, uid: 
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            _rename_over(temporary, dir_fd, name, dir_fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=dir_fd)
@@ -335,10 +378,9 @@ def bind_private_socket(root: Path, device_id: str, name: str, uid: int) -> sock
     The socket is bound under a fresh name in ``devices/``, where only we write,
     given its mode and owner there, and renamed over *name* in the device's
     directory: whatever the device put at *name* (a stale socket, a symlink, a
-    file) is replaced, never followed, and there is no moment at which the
-    device could swap the node we chmod or chown. A directory at *name* is
-    refused (RuntimeDirError). The caller owns the returned socket (non-blocking,
-    ready for ``loop.create_unix_server(sock=…)``).
+    file, a directory tree) is replaced, never followed, and there is no moment
+    at which the device could swap the node we chmod or chown. The caller owns
+    the returned socket (non-blocking, ready for ``loop.create_unix_server(sock=…)``).
     """
     _check_name(name, "socket name")
     with _device_fds(root, device_id) as (devices, dir_fd):
@@ -351,7 +393,7 @@ def bind_private_socket(root: Path, device_id: str, name: str, uid: int) -> sock
             os.chown(staged, uid, uid, dir_fd=devices, follow_symlinks=False)
             sock.listen(64)  # before it appears: the device's first connect finds a listener
             sock.setblocking(False)
-            os.rename(staged, name, src_dir_fd=devices, dst_dir_fd=dir_fd)
+            _rename_over(staged, devices, name, dir_fd)
         except BaseException as exc:
             sock.close()
             with contextlib.suppress(OSError):

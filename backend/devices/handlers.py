@@ -146,7 +146,20 @@ class DeviceHandlers:
         if device.state != S.STOPPING:
             await self._store.transition(device_id, S.STOPPING)
         await job.progress(0.3, "removing container")
-        await self._cleanup(device_id)
+        try:
+            await self._cleanup(device_id)
+        except JobCancelled:
+            raise
+        except Exception as exc:
+            # Said on the device, not only in the job: `corral rm` and the window
+            # show the device's reason. The last attempt leaves it failed (the
+            # reconciler removes parked devices again later), never stuck stopping.
+            reason = f"removal failed: {exc or type(exc).__name__}"
+            if job.is_last_attempt:
+                await self._store.transition(device_id, S.FAILED, reason=reason)
+            else:
+                await self._store.add_event(device_id, "retry", f"attempt {job.attempt} {reason}")
+            raise
         await self._store.transition(device_id, S.REMOVED)
 
     async def _cleanup_best_effort(self, device_id: str) -> None:

@@ -13,16 +13,25 @@ One live connection per device. A new admitted connection replaces the live one
 at once (the old one is closed in the background, never waited for), but at most
 once per ``agent_replace_interval``: sooner, it is refused with HTTP 429, so two
 holders of one credential cannot take turns without end.
+
+A device is untrusted and can open connections to its ``hub.sock`` as fast as it
+likes, so what it can cost the host is bounded per device:
+
+- at most MAX_CONNECTIONS_PER_DEVICE connections of a device are open at once,
+  counting those still in their handshake and those being retired; more are
+  closed as they arrive (before any handshake), so a flood costs the host a
+  known number of descriptors, and other devices nothing;
+- a connection must complete its handshake within HANDSHAKE_TIMEOUT seconds;
+- refusals are logged at most REFUSALS_LOGGED_PER_SECOND a second per device,
+  the rest counted in one summary line, so a flood cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
-import os
 import time
 from collections import Counter
 from http import HTTPStatus
@@ -43,12 +52,31 @@ from backend.config.paths import AGENT_CREDENTIAL, HUB_SOCKET
 from backend.hub.exceptions import HubError
 from backend.hub.session import AgentSession
 
-__all__ = ["Hub", "HubListener"]
+__all__ = [
+    "ACCEPT_BACKLOG",
+    "HANDSHAKE_TIMEOUT",
+    "MAX_CONNECTIONS_PER_DEVICE",
+    "REFUSALS_LOGGED_PER_SECOND",
+    "Hub",
+    "HubListener",
+]
 
 log = logging.getLogger(__name__)
+_websockets_log = logging.getLogger(f"{__name__}.websockets")
+# websockets logs every refused or failed handshake at INFO, unbounded; our own
+# refusal lines (rate-limited) say the same once.
+_websockets_log.setLevel(logging.WARNING)
 
 RETIRE_TIMEOUT = 0.5
 """Seconds a replaced connection gets to finish its close handshake before it is aborted."""
+HANDSHAKE_TIMEOUT = 3.0
+"""Seconds a connection gets to complete its WebSocket handshake (an agent needs milliseconds)."""
+MAX_CONNECTIONS_PER_DEVICE = 4
+"""Connections of one device open at once: the live one, one replacing it, and a few in handshake."""
+ACCEPT_BACKLOG = 8
+"""Pending connections per device socket (the kernel's queue, and asyncio's accept batch)."""
+REFUSALS_LOGGED_PER_SECOND = 5
+"""Refusal log lines per device and second; the rest are counted in one summary line."""
 
 
 class HubListener:
@@ -61,6 +89,81 @@ class HubListener:
     def on_disconnect(self, device_id: str) -> None: ...
 
     def on_refused(self, device_id: str, reason: str) -> None: ...
+
+
+class _RefusalLog:
+    """Logs at most REFUSALS_LOGGED_PER_SECOND refusals of one device a second, then one summary."""
+
+    def __init__(self, device_id: str) -> None:
+        self._device_id = device_id
+        self._window = -math.inf
+        self._logged = 0
+        self._unlogged = 0
+        self._summary: asyncio.TimerHandle | None = None
+
+    def warning(self, status: int, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            self.flush()
+            self._window, self._logged = now, 0
+        if self._logged < REFUSALS_LOGGED_PER_SECOND:
+            self._logged += 1
+            log.warning("refused an agent of device %s (HTTP %d): %s", self._device_id, status, reason)
+            return
+        self._unlogged += 1
+        if self._summary is None:
+            # Said when the second ends, even if no refusal follows.
+            delay = self._window + 1.0 - now
+            self._summary = asyncio.get_running_loop().call_later(delay, self.flush)
+
+    def flush(self) -> None:
+        if self._summary is not None:
+            self._summary.cancel()
+            self._summary = None
+        if self._unlogged:
+            log.warning(
+                "%d more agent connections of device %s refused in the last second (not logged one by one)",
+                self._unlogged,
+                self._device_id,
+            )
+            self._unlogged = 0
+
+
+class _Gate:
+    """One device's open connections, counted from arrival to close, and its refusal log."""
+
+    def __init__(self, device_id: str) -> None:
+        self.open = 0
+        self.log = _RefusalLog(device_id)
+
+
+class _GatedConnection(ServerConnection):
+    """A connection counted against its device's gate; closed at once when the gate is full."""
+
+    hub: Hub
+    device_id: str
+    gate: _Gate
+    counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.gate.open >= MAX_CONNECTIONS_PER_DEVICE:
+            self.transport.abort()
+            self.hub._note_refusal(
+                self.device_id,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"{self.gate.open} connections of this device already open (at most "
+                f"{MAX_CONNECTIONS_PER_DEVICE}); closed on arrival",
+            )
+            return
+        self.counted = True
+        self.gate.open += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.gate.open -= 1
+        super().connection_lost(exc)
 
 
 class Hub:
@@ -82,6 +185,7 @@ class Hub:
         self._ids = itertools.count(1)
         self._last_replaced: dict[str, float] = {}
         self._refusals: dict[str, tuple[float, str]] = {}
+        self._gates: dict[str, _Gate] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self.replacements: Counter[str] = Counter()
         """Per device: live connections replaced by a newer one (for health and tests)."""
@@ -96,6 +200,11 @@ class Hub:
     def invalid_frames(self, device_id: str) -> int:
         session = self._sessions.get(device_id)
         return session.invalid_frames if session else 0
+
+    def open_connections(self, device_id: str) -> int:
+        """Connections of the device open now (in their handshake, live or being retired)."""
+        gate = self._gates.get(device_id)
+        return gate.open if gate is not None else 0
 
     def refusal_since(self, device_id: str, since: float) -> str | None:
         """Why the hub last refused an agent of *device_id*, if after *since* (``time.monotonic()``)."""
@@ -135,15 +244,31 @@ class Hub:
             await self.rotate_credential(device_id)
         uid = self._settings.effective_device_uid
         sock = rundir.bind_private_socket(self._settings.runtime_dir, device_id, HUB_SOCKET, uid)
-        server = await unix_serve(
-            lambda connection: self._handle(device_id, connection),
-            sock=sock,
-            process_request=lambda connection, request: self._authorize(device_id, request),
-            max_size=MAX_FRAME_BYTES,
-            ping_interval=10,
-            ping_timeout=10,
-            close_timeout=RETIRE_TIMEOUT,
-        )
+        gate = self._gates.setdefault(device_id, _Gate(device_id))
+
+        class Connection(_GatedConnection):
+            pass
+
+        Connection.hub, Connection.device_id, Connection.gate = self, device_id, gate
+        try:
+            server = await unix_serve(
+                lambda connection: self._handle(device_id, connection),
+                sock=sock,
+                create_connection=Connection,
+                process_request=lambda connection, request: self._authorize(device_id, request),
+                open_timeout=HANDSHAKE_TIMEOUT,
+                max_size=MAX_FRAME_BYTES,
+                ping_interval=10,
+                ping_timeout=10,
+                close_timeout=RETIRE_TIMEOUT,
+                logger=_websockets_log,
+                # asyncio accepts up to *backlog* connections per loop iteration, and a
+                # refused one holds its descriptor for a few iterations: keep it small.
+                backlog=ACCEPT_BACKLOG,
+            )
+        except BaseException:
+            sock.close()
+            raise
         self._servers[device_id] = server
         return path
 
@@ -156,13 +281,18 @@ class Hub:
             await server.wait_closed()
         self._last_replaced.pop(device_id, None)
         self._refusals.pop(device_id, None)
-        with (
-            contextlib.suppress(FileNotFoundError, RuntimeDirError),
-            rundir.open_device_dir(self._settings.runtime_dir, device_id) as dir_fd,
-        ):
-            for name in (HUB_SOCKET, AGENT_CREDENTIAL):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=dir_fd)
+        gate = self._gates.pop(device_id, None)
+        if gate is not None:
+            gate.log.flush()
+        for name in (HUB_SOCKET, AGENT_CREDENTIAL):
+            # Whatever is at the name goes, even a tree the device made there;
+            # the credential is revoked already, so a failure is only logged.
+            try:
+                await asyncio.to_thread(
+                    rundir.remove_device_entry, self._settings.runtime_dir, device_id, name
+                )
+            except RuntimeDirError as exc:
+                log.warning("could not remove %s of device %s: %s", name, device_id, exc)
 
     async def stop(self) -> None:
         for device_id in list(self._servers):
@@ -229,10 +359,18 @@ class Hub:
     def _refuse(
         self, device_id: str, status: HTTPStatus, reason: str, *, retry_after: float | None = None
     ) -> Response:
-        log.warning("refused an agent of device %s (HTTP %d): %s", device_id, status.value, reason)
+        self._note_refusal(device_id, status, reason)
+        return _refusal(status, reason, retry_after)
+
+    def _note_refusal(self, device_id: str, status: HTTPStatus, reason: str) -> None:
+        """Log (rate-limited), remember and report a refused connection of the device."""
+        gate = self._gates.get(device_id)
+        if gate is not None:
+            gate.log.warning(status.value, reason)
+        else:  # the device was closed while its connection was in its handshake
+            log.warning("refused an agent of device %s (HTTP %d): %s", device_id, status.value, reason)
         self._refusals[device_id] = (time.monotonic(), reason)
         self._listener.on_refused(device_id, reason)
-        return _refusal(status, reason, retry_after)
 
     async def _handle(self, device_id: str, connection: ServerConnection) -> None:
         previous = self._connections.get(device_id)

@@ -9,8 +9,11 @@ owned by another uid need root.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -294,6 +297,65 @@ def test_remove_device_dir_removes_links_not_their_targets(ready: Path, victim: 
     _assert_untouched(victim)
 
 
+def _nest(top: Path, depth: int) -> None:
+    """*depth* directories, one in the other, under *top* (by descriptor: the path would be too long)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.symlink("/", "root", dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def few_descriptors() -> Iterator[int]:
+    """The process may open only 40 more descriptors while the test runs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(int(name) for name in os.listdir("/proc/self/fd")) + 40
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_remove_device_dir_removes_any_depth_with_few_descriptors(
+    ready: Path, victim: Path, few_descriptors: int
+) -> None:
+    """3,000 nested directories made shutil.rmtree raise RecursionError: the device could not be removed."""
+    device = ready / "devices" / DEVICE
+    _nest(device, 3000)
+    (device / "wide").mkdir()
+    for index in range(500):
+        (device / "wide" / str(index)).mkdir()
+        (device / "wide" / str(index) / "escape").symlink_to(victim)
+    try:
+        rundir.remove_device_dir(ready, DEVICE)
+    finally:
+        # What is left would break pytest's own clean-up of tmp_path (shutil.rmtree).
+        subprocess.run(["rm", "-rf", "--one-file-system", str(device)], check=True)
+    assert os.listdir(ready / "devices") == []
+    _assert_untouched(victim)
+
+
+def test_remove_device_entry_removes_what_the_device_put_at_a_name(ready: Path, victim: Path) -> None:
+    device = ready / "devices" / DEVICE
+    (device / "agent.cred").mkdir()
+    _nest(device / "agent.cred", 100)
+    (device / "hub.sock").symlink_to(victim)
+    (device / "vnc.sock").write_bytes(b"kept")
+    rundir.remove_device_entry(ready, DEVICE, "agent.cred")
+    rundir.remove_device_entry(ready, DEVICE, "hub.sock")
+    rundir.remove_device_entry(ready, DEVICE, "missing")
+    rundir.remove_device_entry(ready, "dev-2", "hub.sock")  # no such device: nothing to do
+    assert os.listdir(device) == ["vnc.sock"]
+    _assert_untouched(victim)
+
+
 def test_remove_device_dir_of_nothing_is_fine(root: Path, ready: Path) -> None:
     rundir.remove_device_dir(ready, "dev-2")  # no such device
     rundir.remove_device_dir(root.parent / "no-root", DEVICE)  # no runtime dir at all
@@ -323,11 +385,16 @@ def test_a_symlink_planted_at_a_file_name_is_replaced_not_followed(ready: Path, 
     _assert_untouched(victim)
 
 
-def test_a_directory_at_a_file_name_is_refused_and_nothing_left(ready: Path) -> None:
-    (ready / "devices" / DEVICE / "credential").mkdir()
-    with pytest.raises(RuntimeDirError, match="cannot write credential for device dev-1: Is a directory"):
-        rundir.write_private_file(ready, DEVICE, "credential", b"secret", DEVICE_UID)
+def test_a_directory_tree_at_a_file_name_is_replaced(ready: Path, victim: Path) -> None:
+    """A device that made a directory at our file's name once kept the host from starting."""
+    planted = ready / "devices" / DEVICE / "credential"
+    (planted / "x" / "y").mkdir(parents=True)
+    (planted / "x" / "escape").symlink_to(victim)
+    rundir.write_private_file(ready, DEVICE, "credential", b"secret", DEVICE_UID)
+    assert planted.read_bytes() == b"secret"
+    assert _mode_owner(planted) == (0o600, DEVICE_UID)
     assert os.listdir(ready / "devices" / DEVICE) == ["credential"]
+    _assert_untouched(victim)
 
 
 # --- sockets --------------------------------------------------------------------------
@@ -377,12 +444,17 @@ def test_whatever_is_planted_at_a_socket_name_is_replaced_not_followed(
     _assert_untouched(victim)
 
 
-def test_a_directory_at_a_socket_name_is_refused_and_nothing_left(ready: Path) -> None:
-    (ready / "devices" / DEVICE / "hub.sock").mkdir()
-    with pytest.raises(RuntimeDirError, match=r"cannot make hub.sock for device dev-1: Is a directory"):
-        rundir.bind_private_socket(ready, DEVICE, "hub.sock", DEVICE_UID)
+def test_a_directory_tree_at_a_socket_name_is_replaced(ready: Path, victim: Path) -> None:
+    planted = ready / "devices" / DEVICE / "hub.sock"
+    (planted / "x").mkdir(parents=True)
+    (planted / "x" / "data").symlink_to(victim / "data")
+    with _bind(ready) as server:
+        assert stat.S_ISSOCK(planted.lstat().st_mode)
+        assert _mode_owner(planted) == (0o600, DEVICE_UID)
+        _round_trip(ready, server)
     assert os.listdir(ready / "devices") == [DEVICE]
     assert os.listdir(ready / "devices" / DEVICE) == ["hub.sock"]
+    _assert_untouched(victim)
 
 
 def test_a_symlink_swapped_in_while_the_socket_is_made_is_never_followed(
