@@ -31,6 +31,7 @@ What pgserver does on its own that Corral does not accept (see :func:`_harden`):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import pwd
@@ -140,6 +141,9 @@ class EmbeddedPostgres:
         if server is None:
             return
         self._server = None
+        # Its exit hook would only do what follows, again, and would make the lock
+        # file's directories anew (fasteners makes missing parents) after they were removed.
+        atexit.unregister(server._cleanup)
         others = server.global_process_id_list.get_and_remove(os.getpid())
         alive = [pid for pid in others if pid != os.getpid() and psutil.pid_exists(pid)]
         if alive:

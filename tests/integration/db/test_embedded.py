@@ -206,3 +206,27 @@ def test_a_data_dir_of_another_user_is_refused(parent: Path) -> None:
     assert result.returncode == 1
     assert f"the data directory {data_dir} belongs to uid {nobody.pw_uid}" in result.stderr
     assert sorted(p.name for p in data_dir.iterdir()) == []
+
+
+def test_a_stopped_server_leaves_nothing_at_exit(reachable: Path) -> None:
+    data_dir = reachable / "data"
+    script = (
+        "import asyncio, shutil, sys\n"
+        "from pathlib import Path\n"
+        "from backend.db.embedded import EmbeddedPostgres\n"
+        "async def main():\n"
+        "    embedded = EmbeddedPostgres(Path(sys.argv[1]) / 'pgdata')\n"
+        "    await embedded.start()\n"
+        "    await embedded.stop()\n"
+        "asyncio.run(main())\n"
+        "shutil.rmtree(sys.argv[1])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not data_dir.exists()  # pgserver's exit hook took its lock, making pg-run anew
