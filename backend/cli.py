@@ -7,6 +7,9 @@ Roles (see backend.corral): ``devices``, ``jobs`` and ``doctor`` only read: they
 are clients (no host lock, no sockets, no worker, no writes). ``jobs retry`` and
 ``jobs cancel`` write their request as clients. ``provision`` and ``rm`` queue
 jobs; if no host is running they host until those jobs have ended, then stop.
+On a data directory with no database yet, ``devices`` and ``jobs`` say so and
+create nothing; ``doctor`` creates the embedded cluster (it checks that Postgres
+works) and says so.
 """
 
 from __future__ import annotations
@@ -308,18 +311,29 @@ def _print_progress(info: DeviceInfo) -> None:
     print(f"  {info.name:<14} {info.state:<12} {int(info.progress * 100):>3}%  {detail}", flush=True)
 
 
+def _no_database_yet() -> bool:
+    """True before the first command that writes: listing must not create the embedded cluster."""
+    from backend.db import Database
+
+    return not Database.exists(Settings())
+
+
 async def _devices(args: argparse.Namespace) -> int:
-    corral = await _open("client")
-    try:
-        rows = await corral.devices(include_removed=args.all)
-    finally:
-        await corral.stop()
+    rows: list[DeviceInfo] = []
+    empty = "no devices yet" if _no_database_yet() else None
+    if empty is None:
+        empty = "no devices"
+        corral = await _open("client")
+        try:
+            rows = await corral.devices(include_removed=args.all)
+        finally:
+            await corral.stop()
     if args.json:
         print(json.dumps([_as_json(d) for d in rows], indent=2))
     elif rows:
         print(_table(rows))
     else:
-        print("no devices; create some with: corral provision --kind browser --count 2")
+        print(f"{empty}; create some with: corral provision --kind browser --count 2")
     return 0
 
 
@@ -381,6 +395,12 @@ async def _remove(args: argparse.Namespace) -> int:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
+    if _no_database_yet():
+        if args.jobs_command in ("retry", "cancel"):
+            print(f"corral: no job with id {args.job_id} (no database yet)", file=sys.stderr)
+            return 1
+        print("[]" if args.json else "no jobs yet")
+        return 0
     corral = await _open("client")
     try:
         if args.jobs_command in ("retry", "cancel"):

@@ -117,7 +117,7 @@ class Corral:
         settings: Settings,
         database: Database,
         runtime: Runtime,
-        secret: bytes,
+        secret: bytes | None,
         supervisor: Supervisor | None = None,
     ) -> None:
         self.settings = settings
@@ -162,7 +162,9 @@ class Corral:
         from backend.runtime.docker import DockerRuntime
 
         settings = settings or Settings()
-        secret = tokens.load_or_create_secret(settings.secret_path)
+        # Only the stream proxy signs with it; a client without one (a CLI
+        # command) must not create it.
+        secret = tokens.load_or_create_secret(settings.secret_path) if stream else None
         supervisor = Supervisor()
         database = await Database.open(settings, supervisor=supervisor)
         corral = cls(settings, database, runtime or DockerRuntime(settings), secret, supervisor)
@@ -182,6 +184,7 @@ class Corral:
         if stream:
             from backend.stream import StreamProxy
 
+            assert self._secret is not None, "Corral(secret=None) cannot serve streams"
             proxy = StreamProxy(self.settings, self._secret)
             await proxy.start()
             self._stream = proxy

@@ -1,6 +1,7 @@
 """``corral doctor``: check each dependency and say what to do about a bad one.
 
-It only reads (a client: no host lock, no sockets, no writes). Besides the
+It only reads (a client: no host lock, no sockets, no writes), except on first
+use: checking the embedded Postgres creates its cluster, and it says so. Besides the
 dependencies it shows who the host is and, when the host runs on this machine,
 the state of its background tasks (published in the runtime directory).
 """
@@ -44,10 +45,12 @@ async def run_checks(settings: Settings) -> list[Check]:
     except CorralError as exc:
         checks.append(Check("docker", False, str(exc)))
     try:
+        first_use = not Database.exists(settings)
         database = await Database.open(settings)
         try:
             where = settings.database_url or f"embedded in {settings.pgdata_dir}"
-            checks.append(Check("postgres", True, f"reachable, schema current ({where})"))
+            made = "; created it now (first use)" if first_use else ""
+            checks.append(Check("postgres", True, f"reachable, schema current ({where}{made})"))
             checks.extend(await _host_checks(settings, database))
         finally:
             await database.close()

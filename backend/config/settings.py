@@ -22,6 +22,10 @@ GridEncoding = Literal["raw", "tight"]
 
 
 def _default_data_dir() -> Path:
+    # Not root's ~/.local/share: as root, the embedded Postgres runs as another
+    # user, which could not enter /root (0700), and Corral will not open it up.
+    if os.geteuid() == 0:
+        return Path("/var/lib/corral")
     return Path(platformdirs.user_data_dir("corral", appauthor=False))
 
 
@@ -59,9 +63,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore", use_attribute_docstrings=True)
 
     data_dir: Path = Field(
-        default_factory=_default_data_dir, json_schema_extra={"shown_default": "`~/.local/share/corral`"}
+        default_factory=_default_data_dir,
+        json_schema_extra={
+            "shown_default": "`$XDG_DATA_HOME/corral` (`~/.local/share/corral`), `/var/lib/corral` for root"
+        },
     )
-    """Database (the embedded Postgres cluster), signing secret, logs, wheel cache."""
+    """Database (the embedded Postgres cluster), signing secret, logs, wheel cache. As
+    root, the embedded Postgres runs as the user ``pgserver``, which must be able to
+    enter every directory above it; Corral refuses otherwise, never widens them."""
     runtime_dir: Path = Field(
         default_factory=_default_runtime_dir,
         json_schema_extra={

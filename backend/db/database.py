@@ -111,6 +111,14 @@ class Database:
         self._closing = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @staticmethod
+    def exists(settings: Settings) -> bool:
+        """False only while the embedded cluster has not been made (reads only).
+
+        Commands that only read then have nothing to read and make nothing.
+        """
+        return settings.database_url is not None or EmbeddedPostgres.exists(settings.pgdata_dir)
+
     @classmethod
     async def open(
         cls, settings: Settings, *, migrate_schema: bool = True, supervisor: Supervisor | None = None

@@ -28,3 +28,13 @@ def test_grid_encoding_is_raw_unless_set_and_refuses_others(monkeypatch) -> None
     monkeypatch.setenv("CORRAL_GRID_ENCODING", "h264")
     with pytest.raises(pydantic.ValidationError, match="grid_encoding"):
         Settings()
+
+
+def test_roots_data_dir_is_var_lib_not_its_home(monkeypatch) -> None:
+    # As root the embedded Postgres runs as another user, which cannot enter /root.
+    monkeypatch.delenv("CORRAL_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", "/home/someone/.local/share")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert str(Settings().data_dir) == "/var/lib/corral"
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert str(Settings().data_dir) == "/home/someone/.local/share/corral"
