@@ -78,6 +78,16 @@ def _kind(text: str) -> str:
     return text
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
     jobs.add_argument("--json", action="store_true", help="one JSON array, for scripts")
-    jobs.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    jobs.add_argument("--limit", type=_positive, default=50, help="how many (default 50)")
     job_commands = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     for action, text in (("retry", "queue a failed or cancelled job again"), ("cancel", "cancel a job")):
         job_command = job_commands.add_parser(action, help=text)

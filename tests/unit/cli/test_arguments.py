@@ -14,6 +14,13 @@ from backend.cli import build_parser, main
         (["provision"], "required: --kind"),
         (["frobnicate"], "invalid choice"),
         (["rm"], "rm needs device ids/names or --all"),
+        (
+            ["provision", "--kind", "browser", "--timeout", "-5"],
+            "expected a positive number of seconds, got -5",
+        ),
+        (["provision", "--kind", "browser", "--timeout", "soon"], "expected a number of seconds, got 'soon'"),
+        (["jobs", "--limit", "-3"], "expected 1 or more, got -3"),
+        (["images", "build", "android"], "unknown kind 'android'; this build has: browser"),
     ],
 )
 def test_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys) -> None:
