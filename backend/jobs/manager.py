@@ -178,4 +178,6 @@ def _translated() -> Iterator[None]:
 
 def _is(state: str) -> str:
     """'has already succeeded', 'is running': a job's state as the end of a sentence."""
-    return f"has already {state}" if state in ("succeeded", "failed", "cancelled") else f"is {state}"
+    return {"succeeded": "has already succeeded", "failed": "has failed", "cancelled": "was cancelled"}.get(
+        state, f"is {state}"
+    )

@@ -99,7 +99,7 @@ def test_a_failing_provision_shows_attempts_and_error_and_retry_and_cancel_act(
     panel.cancel_requested.emit([job.id])
     qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None)
     box = window.findChild(QMessageBox, "errorBox")
-    assert box.text() == f"job {job.id} is cancelled; only queued or running jobs can be cancelled"
+    assert box.text() == f"job {job.id} was cancelled; only queued or running jobs can be cancelled"
     assert box.text() in window.status().currentMessage()
     box.close()
     save_screenshot(window, tmp_path, "jobs-panel-failed.png")
