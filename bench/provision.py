@@ -65,7 +65,10 @@ async def _bare_round(runtime: DockerRuntime, settings: Settings, count: int) ->
         await runtime.create(
             DeviceSpec(device_id, f"bare-{device_id}", "browser", settings.device_dir(device_id), {})
         )
+        deadline = time.monotonic() + 60
         while not await vnc_answers(settings.device_dir(device_id) / "vnc.sock"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bare container {device_id}: no VNC answer within 60 s")
             await asyncio.sleep(0.02)
 
     await asyncio.gather(*(one(i) for i in ids))

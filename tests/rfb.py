@@ -77,7 +77,7 @@ async def first_update(url: str) -> tuple[int, int]:
     """Connect to a stream *url*, handshake, ask for a full frame; return the size once it arrives."""
     async with connect(url, subprotocols=["binary"], max_size=None, open_timeout=5) as ws:
         stream = WebSocketStream(ws)
-        width, height = await handshake(stream)
+        width, height = await asyncio.wait_for(handshake(stream), 10)
         await request_full_update(stream, width, height)
         (message_type,) = struct.unpack("!B", await asyncio.wait_for(stream.read_exactly(1), 10))
         assert message_type == FRAMEBUFFER_UPDATE
