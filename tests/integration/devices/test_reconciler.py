@@ -25,7 +25,9 @@ from backend.runtime.containers import LABEL_DEVICE, LABEL_OWNER, container_name
 
 pytestmark = pytest.mark.docker
 
-FAILED_MESSAGE = "container vanished"
+FAILED_MESSAGES = ("container vanished", "container removing")
+"""What the reconciler may see after `docker rm -f`: no container, or one still being
+removed (the daemon takes a moment; a pass every 0.5 s can land in between)."""
 
 
 @pytest.fixture
@@ -140,8 +142,8 @@ async def test_a_vanished_container_fails_the_device_then_it_is_recovered(
         ("state", "ready"),
     ]
     messages = {(kind, to_state): message for kind, to_state, message in after}
-    assert messages[("state", "failed")] == FAILED_MESSAGE
-    assert messages[("recover", None)] == f"recovering: {FAILED_MESSAGE}"
+    assert messages[("state", "failed")] in FAILED_MESSAGES
+    assert messages[("recover", None)] == f"recovering: {messages[('state', 'failed')]}"
     current = await host.device(device.id)
     assert (current.state, current.reason) == ("ready", None)
     again = await asyncio.to_thread(docker_client.containers.get, container_name(device.id))
