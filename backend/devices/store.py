@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db import Database
 from backend.db.models import Device, DeviceEvent
@@ -117,21 +118,7 @@ class DeviceStore:
             current = DeviceState(device.state)
             if current == target:
                 return device
-            check_transition(current, target)
-            device.state = target
-            device.reason = reason if target == DeviceState.FAILED else None
-            if target == DeviceState.READY:
-                device.progress, device.progress_message = 1.0, "ready"
-            device.updated_at = func.now()
-            session.add(
-                DeviceEvent(
-                    device_id=device_id,
-                    kind="state",
-                    from_state=current,
-                    to_state=target,
-                    message=reason or message,
-                )
-            )
+            _move(session, device, target, reason=reason, message=message)
         return device
 
     async def fail_unstarted(self, device_id: str, reason: str) -> bool:
@@ -144,19 +131,7 @@ class DeviceStore:
             device = await session.get(Device, device_id, with_for_update=True)
             if device is None or device.state not in _UNSTARTED:
                 return False
-            current = DeviceState(device.state)
-            check_transition(current, DeviceState.FAILED)
-            device.state, device.reason = DeviceState.FAILED, reason
-            device.updated_at = func.now()
-            session.add(
-                DeviceEvent(
-                    device_id=device_id,
-                    kind="state",
-                    from_state=current,
-                    to_state=device.state,
-                    message=reason,
-                )
-            )
+            _move(session, device, DeviceState.FAILED, reason=reason)
         return True
 
     async def set_progress(self, device_id: str, fraction: float, message: str) -> None:
@@ -196,3 +171,25 @@ class DeviceStore:
         if device is None:
             raise UnknownDevice(f"no device with id or name {ref!r}")
         return device
+
+
+def _move(
+    session: AsyncSession, device: Device, target: DeviceState, *, reason: str | None, message: str = ""
+) -> None:
+    """Change the locked *device* to *target* and record the event (raises InvalidTransition)."""
+    current = DeviceState(device.state)
+    check_transition(current, target)
+    device.state = target
+    device.reason = reason if target == DeviceState.FAILED else None
+    if target == DeviceState.READY:
+        device.progress, device.progress_message = 1.0, "ready"
+    device.updated_at = func.now()
+    session.add(
+        DeviceEvent(
+            device_id=device.id,
+            kind="state",
+            from_state=current,
+            to_state=target,
+            message=reason or message,
+        )
+    )
