@@ -60,15 +60,19 @@ CORRAL_DEVICE_NETWORK (none|bridge), DOCKER_HOST; see README.md for the rest.
 """
 
 
-def _count(text: str) -> int:
+def _number(text: str, convert: type[int] | type[float], wanted: str) -> int | float:
+    """*text* as a number, or the usage error "expected *wanted*, got …"."""
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number from 1 to {MAX_BATCH}, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    wanted = f"a whole number from 1 to {MAX_BATCH}"
+    value = int(_number(text, int, wanted))
     if not 1 <= value <= MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_BATCH}, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
     return value
 
 
@@ -79,20 +83,14 @@ def _kind(text: str) -> str:
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = int(_number(text, int, "a whole number"))
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    value = float(_number(text, float, "a number of seconds"))
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
     return value

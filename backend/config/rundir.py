@@ -108,12 +108,7 @@ def _open_root(root: Path, *, create: bool) -> int:
     parent, name = _open_parent(root)
     try:
         if create:
-            try:
-                os.mkdir(name, 0o700, dir_fd=parent)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise RuntimeDirError(f"cannot create the runtime directory {root}: {exc.strerror}") from exc
+            _mkdir(name, root, parent)
         fd = _open_dir(name, root, parent)
     finally:
         os.close(parent)
