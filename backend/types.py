@@ -5,9 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["DeviceInfo", "DeviceListener", "Health", "JobInfo", "JobsListener", "TaskState", "TaskStatus"]
+__all__ = [
+    "FLOW_RUN_STATES",
+    "FLOW_STEP_STATES",
+    "DeviceInfo",
+    "DeviceListener",
+    "FlowRunInfo",
+    "FlowRunsListener",
+    "FlowStepInfo",
+    "Health",
+    "JobInfo",
+    "JobsListener",
+    "TaskState",
+    "TaskStatus",
+]
 
 TaskStatus = Literal["running", "failing", "finished", "stopped"]
 
@@ -101,3 +114,58 @@ class JobInfo:
 
 JobsListener = Callable[[], None]
 """Called on the event loop whenever something in the jobs table changed."""
+
+
+FLOW_RUN_STATES = ("queued", "running", "passed", "failed", "cancelled")
+"""A run ends ``passed``, ``failed`` or ``cancelled``."""
+FLOW_STEP_STATES = ("running", "passed", "failed", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStepInfo:
+    run_id: int
+    seq: int
+    role: str
+    device_id: str | None
+    index: int
+    """The role's top-level step number (the "n" of "n/m")."""
+    label: str
+    command: str
+    file: str
+    line: int | None
+    state: str
+    error: str | None
+    started_at: datetime
+    duration: float | None
+    """Seconds, once finished."""
+    screenshot: str | None = None
+    """Absolute path of the step's screenshot, if it took one."""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRunInfo:
+    id: int
+    batch: str
+    name: str
+    file: str
+    devices: dict[str, str]
+    """Role -> device id (one role, ``device``, for flows without roles)."""
+    state: str
+    error: str | None
+    failed_role: str | None
+    steps_total: int
+    steps_done: int
+    current_step: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    job_id: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("passed", "failed", "cancelled")
+
+
+FlowRunsListener = Callable[[FlowRunInfo], None]
+"""Called on the loop with a run's new snapshot whenever it or one of its steps changed."""
