@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = flow_commands.add_parser(
         "check",
         help="check flow files without running them (no device, no database)",
-        description="Check flow files: every unknown command, bad argument, missing variable or role, by line.",
+        description="Check flow files: each unknown command, bad argument, missing variable or role, by line",
         epilog=FLOW_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

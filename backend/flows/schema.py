@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend.flows.syntax import COMMANDS_MARK, SPECS, Header
@@ -25,7 +26,7 @@ _SHORTHAND_TYPES: dict[str, Any] = {"charactersToErase": {"type": "integer"}}
 
 def flow_schema() -> dict[str, Any]:
     """The schema: a flow file's documents are a header or a list of commands."""
-    models = [Header, *dict.fromkeys(spec.model for spec in SPECS.values())]
+    models: list[type[BaseModel]] = [Header, *dict.fromkeys(spec.model for spec in SPECS.values())]
     _, top = models_json_schema([(model, "validation") for model in models], ref_template="#/$defs/{model}")
     definitions: dict[str, Any] = _point_at_commands(top["$defs"])
     commands: dict[str, Any] = {}
