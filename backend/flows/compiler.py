@@ -287,7 +287,7 @@ class _Compiler:
             self.problem(file, line, spec.name, f"unknown role `{args.from_}` ({_declared(self.roles)})")
         kind = self.roles.get(role, "browser")
         missing = [name for name in AGENT_NAMES.get(spec.name, ()) if name not in commands_for(kind)]
-        if missing:
+        if missing and kind in DEVICE_KINDS:
             self.problem(file, line, spec.name, f"{kind} devices cannot run `{spec.name}`")
         if known and url_known and spec.name not in ("runFlow", "repeat", "pasteText", "evalScript"):
             try:
