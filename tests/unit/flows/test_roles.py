@@ -137,7 +137,8 @@ async def test_two_roles_waiting_for_each_other_fail_instead_of_hanging() -> Non
     assert not outcome.passed
     assert outcome.failed_role == "scanner"
     assert outcome.error == (
-        "inputText ${viewer.qr}: `${viewer.qr}` can never be set: role viewer is waiting for ${scanner.qr} too"
+        "inputText ${viewer.qr}: `${viewer.qr}` can never be set:"
+        " role viewer is waiting for ${scanner.qr} too"
     )
 
 
