@@ -174,7 +174,8 @@ class _Run:
     async def block_args(self, lane: _Lane, node: Block, scope: dict[str, str], inherited: bool) -> Any:
         try:
             raw = await self.resolve(lane, node.raw, scope, node.command)
-            body: dict[str, Any] = {} if "file" in raw else {"commands": []}  # the body itself was compiled already
+            # The body was compiled already; the model only needs to know there is one.
+            body: dict[str, Any] = {} if "file" in raw else {"commands": []}
             return node.spec.model.model_validate({**raw, **body})
         except (_StepError, ValidationError) as exc:
             error = syntax.readable(exc) if isinstance(exc, ValidationError) else str(exc)
