@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.flows import FlowError, from_sources, parse
+from backend.flows import FlowError, from_sources, load, parse
 
 
 def problems(text: str, env: dict[str, str] | None = None, **files: str) -> list[str]:
@@ -80,6 +80,23 @@ HEADER = "url: file:///start.html\n---\n"
             "- scrollUntilVisible:\n    element: Bottom\n    direction: SIDEWAYS\n",
             "main.yaml:3: scrollUntilVisible: direction: Input should be 'DOWN', 'UP', 'LEFT' or 'RIGHT'"
             " (got 'SIDEWAYS')",
+        ),
+        (
+            "- scrollUntilVisible:\n    element:\n      colour: x\n",
+            "main.yaml:3: scrollUntilVisible: unknown key `element.colour`",
+        ),
+        (
+            "- extendedWaitUntil:\n    visible: [a]\n",
+            "main.yaml:3: extendedWaitUntil: visible: expected a text or a map of selector keys",
+        ),
+        (
+            "- extendedWaitUntil:\n    visible: {index: x, text: a}\n",
+            "main.yaml:3: extendedWaitUntil: visible.index: Input should be a valid integer,"
+            " unable to parse string as an integer (got 'x')",
+        ),
+        (
+            "- assertVisible: [x]\n",
+            "main.yaml:3: assertVisible: expected a text or a map of keys, found a list",
         ),
     ],
 )
@@ -213,4 +230,25 @@ def test_only_the_main_flow_declares_roles() -> None:
     sub = "roles: {x: browser}\n---\n- back\n"
     assert problems(ROLES + "- viewer:\n    - runFlow: sub.yaml\n", sub=sub) == [
         "sub.yaml:1: only the main flow may declare roles"
+    ]
+
+
+def test_sources_rebuild_the_same_flow_without_the_disk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "main.yaml").write_text("url: ${BASE}/a.html\n---\n- launchApp\n- runFlow: subs/b.yaml\n")
+    (tmp_path / "subs" / "b.yaml").write_text("- runFlow: ../c.yaml\n")
+    (tmp_path / "c.yaml").write_text("- back\n")
+    flow = load(tmp_path / "main.yaml", {"BASE": "file:///x"})
+    main = f"{tmp_path}/main.yaml"
+    assert flow.main == main
+    assert set(flow.sources) == {main, f"{tmp_path}/subs/b.yaml", f"{tmp_path}/c.yaml"}
+    for path in list(tmp_path.rglob("*.yaml")):
+        path.unlink()
+    again = from_sources(flow.sources, flow.main, {"BASE": "file:///x"})
+    assert (again.steps, again.sources, again.program) == (flow.steps, flow.sources, flow.program)
+
+
+def test_the_header_url_takes_variables() -> None:
+    assert problems("url: ${BASE}/login.html\n---\n- launchApp\n") == [
+        "main.yaml:1: url: missing variable `${BASE}`: define it in env, --env or runFlow env"
     ]
