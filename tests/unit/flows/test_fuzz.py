@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from typing import Any
 
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.flows import FlowError, FlowProblem, parse
+from backend.flows import Call, FlowError, FlowProblem, StepEvent, execute, from_sources, parse
 from backend.flows.syntax import SPECS
 
 _FRAGMENTS = [
@@ -94,3 +97,103 @@ def test_the_fuzz_is_quick() -> None:
     started = time.perf_counter()
     test_fragments_of_flows()
     assert time.perf_counter() - started < 30
+
+
+_KEYS = [
+    "text",
+    "id",
+    "css",
+    "index",
+    "point",
+    "times",
+    "while",
+    "when",
+    "commands",
+    "file",
+    "env",
+    "visible",
+    "notVisible",
+    "timeout",
+    "optional",
+    "label",
+    "element",
+    "direction",
+    "start",
+    "end",
+    "from",
+    "as",
+    "clearState",
+    "link",
+    "charactersToErase",
+    "key",
+    "path",
+    "repeat",
+    "viewer",
+    "below",
+]
+_TEXTS = [
+    "a",
+    "Log in",
+    "${A}",
+    "${output.x}",
+    "${viewer.qr}",
+    "${maestro.copiedText}",
+    "${x +}",
+    "DOWN",
+    "50%,50%",
+    "sub.yaml",
+    "#id",
+    "true",
+    "",
+]
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 20) | st.sampled_from(_TEXTS),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(_KEYS), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+_command = st.sampled_from(sorted(SPECS)) | st.dictionaries(
+    st.sampled_from([*sorted(SPECS), "setLocation", "viewer", "nope"]), _values, min_size=1, max_size=1
+)
+_header = st.fixed_dictionaries(
+    {"url": st.sampled_from(["file:///a.html", "${A}"])},
+    optional={
+        "env": st.dictionaries(st.sampled_from(["A", "B"]), st.sampled_from(_TEXTS), max_size=2),
+        "roles": st.dictionaries(
+            st.sampled_from(["viewer", "scanner", "tapOn"]), st.sampled_from(["browser", "x"])
+        ),
+        "name": st.sampled_from(_TEXTS),
+    },
+)
+
+
+async def _answer(call: Call) -> dict[str, Any]:
+    if call.command.name == "assert":
+        raise RuntimeError("not visible")
+    return {"text": "t", "output": {"x": 1}}
+
+
+class _Quiet:
+    async def step_started(self, step: StepEvent) -> None:
+        pass
+
+    async def step_finished(self, step: StepEvent, outcome: str, **details: Any) -> None:
+        pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_header, st.lists(_command, max_size=8))
+def test_structured_flows_check_and_run(header: dict[str, Any], commands: list[Any]) -> None:
+    text = yaml.safe_dump(header) + "---\n" + yaml.safe_dump(commands)
+    try:
+        flow = from_sources({"f.yaml": text, "sub.yaml": "- back\n"}, "f.yaml")
+    except FlowError as exc:
+        problems = exc.problems
+    else:
+        problems = []
+    assert all(problem.file in ("f.yaml", "sub.yaml") for problem in problems)
+    if problems:
+        return
+    outcome = asyncio.run(execute(flow, _answer, _Quiet()))
+    assert outcome.passed or outcome.error
