@@ -11,6 +11,7 @@ import yaml
 from backend.flows import load
 from backend.flows.checking import check_paths
 from backend.flows.schema import flow_schema
+from backend.flows.syntax import SPECS
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "maestro"
@@ -90,3 +91,9 @@ def test_the_examples_say_what_they_are() -> None:
         {"USER": "alice", "PASSWORD": "not-a-secret"},
     )
     assert login.sources.keys() == {f"{ROOT}/examples/flows/login-check.yaml"}
+
+
+def test_the_flow_readme_lists_every_command() -> None:
+    text = (ROOT / "examples" / "flows" / "README.md").read_text()
+    table = text[text.index("| command |") : text.index("Selectors (")]
+    assert [name for name in SPECS if f"`{name}`" not in table] == []
