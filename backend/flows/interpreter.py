@@ -196,7 +196,7 @@ class _Run:
         args = await self.block_args(lane, node, scope, inherited)
         if not isinstance(args, syntax.RunFlow):
             return
-        if args.when is not None and not await self.condition(lane, args.when):
+        if args.when is not None and not await self.holds(lane, node, scope, args.when, inherited):
             return
         child = {**node.defaults, **scope}
         child.update(
@@ -210,7 +210,7 @@ class _Run:
             return
         rounds = 0
         while args.times is None or rounds < args.times:
-            if args.while_ is not None and not await self.condition(lane, args.while_):
+            if args.while_ is not None and not await self.holds(lane, node, scope, args.while_, inherited):
                 return
             if rounds == MAX_ITERATIONS:
                 error = f"still repeating after {MAX_ITERATIONS} rounds"
@@ -218,6 +218,16 @@ class _Run:
                 return
             await self.body(lane, node.body, scope, inherited, args.optional)
             rounds += 1
+
+    async def holds(
+        self, lane: _Lane, node: Block, scope: dict[str, str], condition: syntax.Condition, inherited: bool
+    ) -> bool:
+        """Whether *node*'s ``when``/``while`` holds; a condition that cannot be read fails the block."""
+        try:
+            return await self.condition(lane, condition)
+        except _StepError as exc:
+            await self.failed_without_start(lane, node, scope, str(exc), inherited)
+            return False
 
     async def condition(self, lane: _Lane, condition: syntax.Condition) -> bool:
         """Whether *condition* holds now (every part of it)."""

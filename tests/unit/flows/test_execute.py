@@ -355,3 +355,10 @@ async def test_cancelling_reports_the_step_in_flight_then_raises() -> None:
 async def test_durations_are_measured() -> None:
     _, steps = await run(HEADER + "- back\n", Devices())
     assert steps.durations[1] >= 0
+
+
+async def test_a_condition_that_is_not_true_or_false_fails_its_block() -> None:
+    text = HEADER + "- runFlow:\n    when:\n      true: ${ANSWER}\n    commands: [back]\n"
+    outcome, steps = await run(text, Devices(), env={"ANSWER": "maybe"})
+    assert steps.results() == [("runFlow", "failed", "`true:` expects true or false, got 'maybe'")]
+    assert outcome.error == "runFlow: `true:` expects true or false, got 'maybe'"
