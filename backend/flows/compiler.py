@@ -69,6 +69,7 @@ class _Compiler:
     wanted: list[tuple[str, str, str, int | None, str]] = field(default_factory=list)
     """(role, name, file, line, command) of every ``${<role>.<name>}``."""
     count: int = 0
+    parsed: dict[str, tuple[Map, Seq] | None] = field(default_factory=dict)
 
     def problem(self, file: str, line: int | None, command: str | None, message: str) -> None:
         self.problems.append(FlowProblem(file, line, command, message))
@@ -76,7 +77,12 @@ class _Compiler:
     # -- files --------------------------------------------------------------
 
     def documents(self, key: str, line: int | None = None, via: str | None = None) -> tuple[Map, Seq] | None:
-        """The header and the command list of file *key*, or None (problems recorded)."""
+        """The header and the command list of file *key*, or None (problems recorded, once per file)."""
+        if key not in self.parsed:
+            self.parsed[key] = self.read_documents(key, line, via)
+        return self.parsed[key]
+
+    def read_documents(self, key: str, line: int | None, via: str | None) -> tuple[Map, Seq] | None:
         try:
             text = self.sources[key] if key in self.sources else self.read(key)
         except FlowError as exc:
@@ -389,7 +395,8 @@ class _Compiler:
             self.role_blocks(commands, main, scope, header.url, lanes)
         self.check_wanted()
         if self.problems:
-            raise FlowError(sorted(self.problems, key=_order(list(self.sources))))
+            # A runFlow file used twice is checked twice: report each problem once.
+            raise FlowError(sorted(dict.fromkeys(self.problems), key=_order(list(self.sources))))
         return Flow(
             name=header.name or PurePosixPath(main).stem,
             path=None,

@@ -252,3 +252,10 @@ def test_the_header_url_takes_variables() -> None:
     assert problems("url: ${BASE}/login.html\n---\n- launchApp\n") == [
         "main.yaml:1: url: missing variable `${BASE}`: define it in env, --env or runFlow env"
     ]
+
+
+def test_a_sub_flow_used_twice_reports_its_problems_once() -> None:
+    sub = "colour: red\n---\n- tapOnn: x\n"
+    assert problems(HEADER + "- runFlow: sub.yaml\n- runFlow: sub.yaml\n", sub=sub) == [
+        "sub.yaml:1: header: unknown key `colour`",
+    ]
