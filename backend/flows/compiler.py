@@ -161,7 +161,10 @@ class _Compiler:
         self.count += 1
         if self.count == MAX_STEPS + 1:
             self.problem(
-                file, line, None, f"the flow expands to more than {MAX_STEPS} commands (runFlow fan-out)"
+                file,
+                line,
+                None,
+                f"more than {MAX_STEPS} commands, counting a runFlow file's commands each time it runs",
             )
         if self.count > MAX_STEPS:
             return None
