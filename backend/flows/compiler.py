@@ -31,7 +31,7 @@ from backend.flows import syntax
 from backend.flows.mapping import AGENT_NAMES, Context, agent_commands
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError, FlowProblem
 from backend.flows.program import Block, Leaf, Node, Program
-from backend.flows.variables import classify, references, render, strings_in, substitute
+from backend.flows.variables import classify, references, render, substitute_all, texts
 from backend.flows.yamlsafe import Map, Seq, read_documents
 
 __all__ = ["DEVICE_KINDS", "MAX_RUNFLOW_DEPTH", "MAX_STEPS", "Reader", "compile_flow"]
@@ -249,10 +249,7 @@ class _Compiler:
         self, command: str, raw: Mapping[str, Any], file: str, line: int | None, scope: _Scope, role: str
     ) -> bool:
         ok = True
-        values = {
-            key: value for key, value in raw.items() if not (command == "evalScript" and key == "script")
-        }
-        for text in strings_in(values):
+        for text in texts(raw, command):
             for inner in references(text):
                 ref = classify(inner, self.roles)
                 if ref.kind == "unsupported":
@@ -483,16 +480,7 @@ def _static(raw: Mapping[str, Any], scope: _Scope, command: str) -> tuple[bool, 
             return "${" + inner + "}"
         return value
 
-    def walk(value: Any, key: str = "") -> Any:
-        if isinstance(value, str):
-            return value if (command == "evalScript" and key == "script") else substitute(value, value_of)
-        if isinstance(value, dict):
-            return {name: walk(item, name) for name, item in value.items()}
-        if isinstance(value, list):
-            return [walk(item) for item in value]
-        return value
-
-    resolved = walk(dict(raw))
+    resolved = substitute_all(raw, command, value_of)
     return known, resolved
 
 
