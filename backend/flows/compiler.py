@@ -60,6 +60,8 @@ class _Scope:
 
 @dataclass
 class _Compiler:
+    """One check of one flow: collects problems instead of stopping at the first."""
+
     read: Reader
     roles: dict[str, str] = field(default_factory=dict)
     problems: list[FlowProblem] = field(default_factory=list)
@@ -393,6 +395,8 @@ class _Compiler:
             )
         else:
             self.role_blocks(commands, main, scope, header.url, lanes)
+            for role in [role for role, nodes in lanes.items() if not nodes]:
+                self.problem(main, header_raw.lines.get("roles"), None, f"role `{role}` has no commands")
         self.check_wanted()
         if self.problems:
             # A runFlow file used twice is checked twice: report each problem once.

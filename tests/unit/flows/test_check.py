@@ -193,14 +193,14 @@ ROLES = "roles:\n  viewer: browser\n  scanner: browser\n---\n"
 
 
 def test_unknown_role_block() -> None:
-    assert problems(ROLES + "- printer:\n    - back\n") == [
-        "main.yaml:5: printer: unknown role `printer` (declared: viewer, scanner)"
+    assert problems(ROLES + "- viewer: [back]\n- scanner: [back]\n- printer:\n    - back\n") == [
+        "main.yaml:7: printer: unknown role `printer` (declared: viewer, scanner)"
     ]
 
 
 def test_commands_of_a_flow_with_roles_go_in_role_blocks() -> None:
-    assert problems(ROLES + "- back\n") == [
-        "main.yaml:5: back: in a flow with roles, each command goes in a role's block:"
+    assert problems(ROLES + "- viewer: [back]\n- scanner: [back]\n- back\n") == [
+        "main.yaml:7: back: in a flow with roles, each command goes in a role's block:"
         " `- <role>:` then its list"
     ]
 
@@ -214,8 +214,8 @@ def test_a_role_value_nobody_sets() -> None:
 
 
 def test_read_qr_from_an_undeclared_role() -> None:
-    text = ROLES + "- scanner:\n    - readQr:\n        from: camera\n"
-    assert problems(text) == ["main.yaml:6: readQr: unknown role `camera` (declared: viewer, scanner)"]
+    text = ROLES + "- viewer: [back]\n- scanner:\n    - readQr:\n        from: camera\n"
+    assert problems(text) == ["main.yaml:7: readQr: unknown role `camera` (declared: viewer, scanner)"]
 
 
 def test_bad_role_declarations() -> None:
@@ -223,12 +223,13 @@ def test_bad_role_declarations() -> None:
     assert problems(text) == [
         "main.yaml:1: `tapOn` cannot name a role (a word not used by commands)",
         "main.yaml:1: role `viewer`: unknown device kind `toaster` (android, browser)",
+        "main.yaml:1: role `tapOn` has no commands",
     ]
 
 
 def test_only_the_main_flow_declares_roles() -> None:
     sub = "roles: {x: browser}\n---\n- back\n"
-    assert problems(ROLES + "- viewer:\n    - runFlow: sub.yaml\n", sub=sub) == [
+    assert problems(ROLES + "- viewer:\n    - runFlow: sub.yaml\n- scanner: [back]\n", sub=sub) == [
         "sub.yaml:1: only the main flow may declare roles"
     ]
 
@@ -259,3 +260,7 @@ def test_a_sub_flow_used_twice_reports_its_problems_once() -> None:
     assert problems(HEADER + "- runFlow: sub.yaml\n- runFlow: sub.yaml\n", sub=sub) == [
         "sub.yaml:1: header: unknown key `colour`",
     ]
+
+
+def test_a_declared_role_without_commands() -> None:
+    assert problems(ROLES + "- viewer: [back]\n") == ["main.yaml:1: role `scanner` has no commands"]
