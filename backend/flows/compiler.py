@@ -31,7 +31,7 @@ from backend.flows import syntax
 from backend.flows.mapping import AGENT_NAMES, Context, agent_commands
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError, FlowProblem
 from backend.flows.program import Block, Leaf, Node, Program
-from backend.flows.variables import classify, references, render, substitute_all, texts
+from backend.flows.variables import classify, malformed, references, render, substitute_all, texts
 from backend.flows.yamlsafe import Map, Seq, read_documents
 
 __all__ = ["DEVICE_KINDS", "MAX_RUNFLOW_DEPTH", "MAX_STEPS", "Reader", "compile_flow"]
@@ -252,6 +252,9 @@ class _Compiler:
     ) -> bool:
         ok = True
         for text in texts(raw, command):
+            for snippet in malformed(text):
+                self.problem(file, line, command, f"`{snippet}` is not supported: {_UNSUPPORTED_JS}")
+                ok = False
             for inner in references(text):
                 ref = classify(inner, self.roles)
                 if ref.kind == "unsupported":

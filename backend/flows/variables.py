@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Ref", "classify", "references", "render", "substitute", "substitute_all", "texts"]
+__all__ = ["Ref", "classify", "malformed", "references", "render", "substitute", "substitute_all", "texts"]
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
@@ -49,6 +49,16 @@ def references(text: str) -> Iterator[str]:
     """The inner text of every ``${…}`` in *text*, stripped."""
     for match in _REFERENCE.finditer(text):
         yield match.group(1).strip()
+
+
+def malformed(text: str) -> list[str]:
+    """Each ``${`` of *text* that does not open a plain ``${…}`` (nested braces, no closing ``}``)."""
+    starts = {match.start() for match in _REFERENCE.finditer(text)}
+    found = []
+    for index in range(len(text)):
+        if text.startswith("${", index) and index not in starts:
+            found.append(text[index : index + 24] + ("…" if len(text) > index + 24 else ""))
+    return found
 
 
 def classify(inner: str, roles: Collection[str]) -> Ref:

@@ -264,3 +264,14 @@ def test_a_sub_flow_used_twice_reports_its_problems_once() -> None:
 
 def test_a_declared_role_without_commands() -> None:
     assert problems(ROLES + "- viewer: [back]\n") == ["main.yaml:1: role `scanner` has no commands"]
+
+
+def test_javascript_with_braces_is_reported_too() -> None:
+    assert problems(HEADER + "- inputText: '${ {a: 1}.a } and ${NAME'\n", {"NAME": "x"}) == [
+        "main.yaml:3: inputText: `${ {a: 1}.a } and ${NAME` is not supported: Corral substitutes variables"
+        " but does not evaluate JavaScript in ${…};"
+        " compute the value with evalScript into output.x, then use ${output.x}",
+        "main.yaml:3: inputText: `${NAME` is not supported: Corral substitutes variables"
+        " but does not evaluate JavaScript in ${…};"
+        " compute the value with evalScript into output.x, then use ${output.x}",
+    ]
