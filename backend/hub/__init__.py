@@ -1,7 +1,7 @@
 """Agent hub: per-device unix-socket WebSocket servers; agents authenticate with
 session tokens from their device credential (backend.auth.credentials)."""
 
-from backend.hub.exceptions import HubError
-from backend.hub.server import Hub, HubListener
+from backend.hub.exceptions import AgentDisconnected, CommandTimeout, HubError
+from backend.hub.server import CommandOutcome, Hub, HubListener
 
-__all__ = ["Hub", "HubError", "HubListener"]
+__all__ = ["AgentDisconnected", "CommandOutcome", "CommandTimeout", "Hub", "HubError", "HubListener"]
