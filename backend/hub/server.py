@@ -56,7 +56,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from agent.protocol import MAX_FRAME_BYTES, Event, Hello, Result
+from agent.protocol import MAX_FRAME_BYTES, MAX_RESULT_BYTES, Event, Hello, Result
 from backend.auth.credentials import DeviceCredentials
 from backend.auth.exceptions import TokenError
 from backend.config import Settings, rundir
@@ -71,6 +71,7 @@ __all__ = [
     "MAX_CONNECTIONS_PER_DEVICE",
     "PING_INTERVAL",
     "PING_TIMEOUT",
+    "RECEIVE_QUEUE",
     "REFUSALS_LOGGED_PER_SECOND",
     "CommandOutcome",
     "Hub",
@@ -93,6 +94,8 @@ ACCEPT_BACKLOG = 8
 """Pending connections per device socket (the kernel's queue, and asyncio's accept batch)."""
 REFUSALS_LOGGED_PER_SECOND = 5
 """Refusal log lines per device and second; the rest are counted in one summary line."""
+RECEIVE_QUEUE = 1
+"""Frames websockets buffers per connection before it stops reading (its ``max_queue``)."""
 PING_INTERVAL = 10.0
 """Seconds between keepalive pings to each agent."""
 PING_TIMEOUT = 10.0
@@ -178,6 +181,8 @@ class _Link:
         """Fail every pending command at once with AgentDisconnected naming *reason*."""
         if self.ended is None:
             self.ended = reason
+        # Only the live connection may send screenshot-sized results (see agent.protocol).
+        self.connection.protocol.max_message_size = MAX_FRAME_BYTES
         pending = self.session.abandon()
         for command_id, future in list(self.waiting.items()):
             if not future.done():
@@ -336,7 +341,13 @@ class Hub:
                 create_connection=Connection,
                 process_request=lambda connection, request: self._authorize(device_id, request),
                 open_timeout=HANDSHAKE_TIMEOUT,
+                # Raised to MAX_RESULT_BYTES for the live connection once it said
+                # hello; see agent.protocol for the memory this bounds.
                 max_size=MAX_FRAME_BYTES,
+                max_queue=RECEIVE_QUEUE,
+                # Over a unix socket compression saves nothing, and costs every
+                # connection its zlib state (the memory of 1,000 idle agents).
+                compression=None,
                 ping_interval=self._ping[0],
                 ping_timeout=self._ping[1],
                 close_timeout=RETIRE_TIMEOUT,
@@ -527,6 +538,8 @@ class Hub:
 
     def _dispatch(self, device_id: str, link: _Link, message: Hello | Event | Result | None) -> None:
         if isinstance(message, Hello):
+            if link.ended is None:
+                link.connection.protocol.max_message_size = MAX_RESULT_BYTES
             for future in self._hello_waiters.pop(device_id, []):
                 if not future.done():
                     future.set_result(message)
