@@ -200,7 +200,8 @@ async def test_the_hub_listener_of_corral_persists_agent_events_and_commands(
     settings = hub_settings_for(short_tmp)
     log = EventLog(database, Supervisor())
     log.start()
-    hub = await serve(settings, ["dev1"], _HubEvents(DeviceStore(database), log))
+    listener = _HubEvents(DeviceStore(database), log)
+    hub = await serve(settings, ["dev1"], listener)
     try:
         async with FakeAgent(settings, hub, "dev1") as agent:
             await agent.send(encode(Event(kind="log", data={"message": "page loaded"})))
@@ -209,6 +210,7 @@ async def test_the_hub_listener_of_corral_persists_agent_events_and_commands(
             await call
     finally:
         await hub.stop()
+        await listener.stop()
         await log.stop()
     rows = [(r["source"], r["kind"], r["message"][:16]) for r in await _rows(database)]
     assert rows == [("agent", "log", "page loaded"), ("hub", "command", "open_url: ok in ")]
