@@ -363,7 +363,7 @@ class Corral:
                     ("the reconciler", stop_reconciler),
                     ("the job worker", stop_worker),
                     ("the hub", self.hub.stop),
-                    ("the agent event log", self._event_log.stop),
+                    ("the agent event log", lambda: self._event_log.stop(timeout=grace)),
                 ],
             )
         finally:

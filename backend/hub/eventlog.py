@@ -15,8 +15,9 @@ fails, the rows stay queued (within the bound) and the supervisor runs the task
 again after its backoff; the hub never waits for any of it. A batch Postgres
 refuses for its content (not for the connection) is dropped and logged, so one
 bad row cannot stop the log. :meth:`EventLog.stop` writes what is queued (for at
-most *flush_timeout* seconds) and ends the task; :meth:`EventLog.start` may be
-called again after it (a host that lost its lock and took it back).
+most *flush_timeout* seconds) and ends the task; what it could not write stays
+queued for :meth:`EventLog.start`, which may be called again after it (a host
+that lost its lock and took it back).
 
 Rows: an agent ``event`` becomes ``source="agent"``, its kind, ``level`` and
 ``message`` taken from its data's ``level`` (one of :data:`LEVELS`, else
@@ -122,7 +123,7 @@ class EventLog:
         self._unreported_drops = 0
         self._drops_reported_at = -DROP_LOG_INTERVAL
         self.dropped = 0
-        """Rows dropped so far (queue full, refused by Postgres, or not written by stop)."""
+        """Rows dropped so far (the queue was full, or Postgres refused them)."""
         self.written = 0
         """Rows inserted so far."""
 
@@ -205,26 +206,30 @@ class EventLog:
         self._done.clear()
         self._supervisor.spawn(TASK, self._run)
 
-    async def stop(self) -> None:
-        """Write what is queued (at most *flush_timeout* seconds), then end the task.
+    async def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued, for at most *flush_timeout* seconds (or *timeout* if shorter),
+        then end the task. Never raises (but CancelledError).
 
-        Rows still queued after that are dropped and logged. Never raises (but CancelledError).
+        Rows not written by then stay queued (within the bound, logged) and are written
+        after the next :meth:`start`: a host that lost its lock stops at once and keeps them.
         """
         if not self._running:
             return
         self._stopping = True
         self._arrived.set()
         self._full.set()
+        wait = self._flush_timeout if timeout is None else min(timeout, self._flush_timeout)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._done.wait(), self._flush_timeout)
+            await asyncio.wait_for(self._done.wait(), wait)
         await self._supervisor.stop(TASK)
         self._running = False
         await self._close_connection()
-        if self._rows:
-            self._drop(len(self._rows))
-            self._rows.clear()
-            self._bytes = 0
         self._report_drops(force=True)
+        if self._rows:
+            log.warning(
+                "%d agent event rows not written yet (Postgres unreachable or slow); kept for the next start",
+                len(self._rows),
+            )
 
     async def _run(self) -> None:
         """One supervised run: write batches until stopped; raises DatabaseUnavailable to be retried."""
