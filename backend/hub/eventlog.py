@@ -24,7 +24,8 @@ Rows: an agent ``event`` becomes ``source="agent"``, its kind, ``level`` and
 ``info``) and ``message`` (a string, else empty), and the data itself. A finished
 command becomes ``source="hub"``, ``kind="command"``, level ``info`` (ok) or
 ``error``, data ``{name, ok, error, duration_ms}`` (arguments are not kept: they
-may hold typed secrets). ``at`` is when the hub received it. Text is made
+may hold typed secrets). ``at`` is when the hub received the event, or when
+the command finished (it started ``duration_ms`` earlier). Text is made
 storable (NUL and lone surrogates replaced, NaN stored as null); a message is
 cut at :data:`MAX_MESSAGE_CHARS`, data longer than :data:`MAX_DATA_CHARS` bytes
 as JSON is replaced by a note of its size and keys. Rows of a device that no longer exists
