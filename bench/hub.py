@@ -470,7 +470,13 @@ async def measure_events(
         await agents.expect("prepared", timeout=60)
         started, cpu = time.perf_counter(), time.process_time()
         await agents.tell("go")
-        await _until(lambda: log.written >= target_written, 300)
+        peak = [0]
+
+        def all_written() -> bool:
+            peak[0] = max(peak[0], log.queued)
+            return log.written >= target_written
+
+        await _until(all_written, 300)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         (agents_cpu,) = await agents.expect("sent", timeout=60)
     finally:
@@ -490,6 +496,8 @@ async def measure_events(
         label="CPU time of the hub's process per event (receive, decode, queue, insert)",
     )
     report.detail("events_agents_cpu_us", float(agents_cpu) / total * 1e6)
+    # Near the batch size: Postgres kept up and the hub's receiving was the limit; far above: Postgres.
+    report.detail("events_peak_queued_rows", peak[0])
     stored = await _count_rows(database, "source = 'agent'")
     report.check("every_event_stored", stored == total, f"{stored} of {total} rows")
 
