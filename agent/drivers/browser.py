@@ -214,9 +214,11 @@ class BrowserDriver(Driver):
     async def _supervise(self) -> None:
         delay = _FIRST_BACKOFF
         while True:
-            await self._wait_for_display()
             started = time.monotonic()
             try:
+                # Playwright's driver starts while the X server comes up.
+                await self._start_playwright()
+                await self._wait_for_display()
                 closed = await self._launch()
             except _LaunchFailed as exc:
                 self._unavailable = f"the browser could not start ({exc}); retrying in {delay:g}s"
@@ -264,17 +266,28 @@ class BrowserDriver(Driver):
                 await writer.wait_closed()
             return
 
-    async def _launch(self) -> asyncio.Event:
-        """Start Playwright if needed and launch Chromium; return an event set when it closes."""
+    async def _start_playwright(self) -> None:
+        """Start Playwright's driver process unless it runs. Raises _LaunchFailed."""
+        if self._playwright is not None:
+            return
         try:
-            from playwright.async_api import Error as PlaywrightError
             from playwright.async_api import async_playwright
         except ImportError as exc:
             raise _LaunchFailed(f"Playwright is not installed: {exc}") from exc
         try:
-            if self._playwright is None:
-                # Bounded: when Playwright's node driver dies at start, start() never returns.
-                self._playwright = await asyncio.wait_for(async_playwright().start(), _LAUNCH_TIMEOUT)
+            # Bounded: when Playwright's node driver dies at start, start() never returns.
+            self._playwright = await asyncio.wait_for(async_playwright().start(), _LAUNCH_TIMEOUT)
+        except TimeoutError as exc:
+            raise _LaunchFailed(f"Playwright did not start within {_LAUNCH_TIMEOUT:g}s") from exc
+        except OSError as exc:
+            raise _LaunchFailed(f"Playwright did not start: {exc}") from exc
+
+    async def _launch(self) -> asyncio.Event:
+        """Launch Chromium (Playwright runs); return an event set when it closes. Raises _LaunchFailed."""
+        from playwright.async_api import Error as PlaywrightError
+
+        assert self._playwright is not None  # _start_playwright came first
+        try:
             self._context = await self._playwright.chromium.launch_persistent_context(
                 self._user_data_dir,
                 executable_path=self._executable,
@@ -288,8 +301,6 @@ class BrowserDriver(Driver):
                 handle_sigterm=False,
                 handle_sighup=False,
             )
-        except TimeoutError as exc:
-            raise _LaunchFailed(f"Playwright did not start within {_LAUNCH_TIMEOUT:g}s") from exc
         except (PlaywrightError, OSError) as exc:
             raise _LaunchFailed(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
         context = self._context
