@@ -153,8 +153,8 @@ class BrowserDriver(Driver):
 
     @property
     def running(self) -> bool:
-        """True while Chromium is up and commands can run."""
-        return self._context is not None
+        """True while Chromium is up on its start page or later, and commands can run."""
+        return self._up.is_set()
 
     async def start(self) -> None:
         if self._supervisor is None:
@@ -189,11 +189,13 @@ class BrowserDriver(Driver):
 
     async def _running_context(self, command: AgentCommand) -> BrowserContext:
         """The browser's context, waiting for a launch under way up to the command's timeout."""
-        if self._context is None:
+        # Not _context: it is set before the start page has loaded, and a command's
+        # navigation would interrupt that one.
+        if not self._up.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._up.wait(), command.timeout)
         context = self._context
-        if context is None:
+        if context is None or not self._up.is_set():
             raise DeviceUnavailable(
                 f"{command.name}: the browser was not running within {command.timeout:g}s:"
                 f" {self._unavailable}"

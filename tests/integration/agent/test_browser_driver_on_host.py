@@ -1,4 +1,4 @@
-"""The browser driver's events, on the host: real Playwright, real Chromium, a real X display.
+"""The browser driver on the host: real Playwright, real Chromium, a real X display (xvfb-run).
 
 The host-side twin of the device tests: the same driver with the host's Debian
 Chromium on the test run's display (xvfb-run), so the events can be read
@@ -108,3 +108,27 @@ async def test_a_killed_browser_is_reported_and_relaunched(driven: tuple[Browser
     result = await driver.run(parse_command("copy_text", {"target": {"text": "Paired"}}))
     assert result == {"text": "Paired"}
     assert driver.launches == 2
+
+
+async def test_a_command_during_the_start_page_load_waits_for_it(tmp_path: Path) -> None:
+    """Before: a command that arrived after Chromium launched but before its start page had
+    loaded navigated at once and failed ("interrupted by another navigation")."""
+    slow_start = (
+        "data:text/html,<title>slow</title>"
+        "<script>const t = Date.now(); while (Date.now() - t < 2000);</script>"
+    )
+    driver = BrowserDriver(
+        lambda _kind, _data: None,
+        display=os.environ["DISPLAY"],
+        screen=Screen(1024, 768),
+        start_url=slow_start,
+        user_data_dir=str(tmp_path / "profile"),
+    )
+    await driver.start()
+    try:
+        # Chromium runs (its context exists) and is loading the start page, which takes 2 s.
+        await _until(lambda: driver._context is not None)
+        target = (PAGES / "target.html").as_uri()
+        assert await driver.run(parse_command("open_url", {"url": target})) == {"url": target}
+    finally:
+        await driver.stop()
