@@ -21,9 +21,10 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from agent import commands as c
+from agent.drivers.base import Screen
 from agent.drivers.keys import BACK, playwright_key
 from agent.drivers.qr import decode_codes
-from agent.drivers.targets import Screen, locate, screen_point, seconds, wait_gone, wait_visible
+from agent.drivers.targets import locate, screen_point, seconds, wait_gone, wait_visible
 from agent.exceptions import CommandFailed
 
 __all__ = ["ACTIONS", "Where"]
