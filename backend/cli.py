@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend import cli_runs
 from backend.config import Settings, settings_problems, unknown_variables
 from backend.corral import DEVICE_KINDS, Corral, Role
 from backend.devices.states import DeviceState
@@ -48,6 +49,8 @@ examples:
   corral images build                      build the browser device image now
   corral serve                             run the backend without a window
   corral doctor                            check Docker, Postgres and the display
+  corral flow run login-check.yaml --device browser-1    run a flow (see `corral flow run -h`)
+  corral exec browser-1 open_url https://example.org     one command (see `corral exec -h`)
 
 host and clients: one Corral process at a time is the host (the window or `corral
 serve`): it runs the jobs and serves the devices. `devices`, `jobs` and `doctor`
@@ -176,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("revision", help="target revision, e.g. base")
 
     commands.add_parser("doctor", help="check Docker, Postgres and the display; show the host (reads only)")
+
+    flow = commands.add_parser(
+        "flow",
+        help="run flow files (Maestro's YAML) on devices",
+        description="Flow files: Maestro's YAML, with Corral's roles and commands.",
+    )
+    flow_commands = flow.add_subparsers(dest="flow_command", metavar="ACTION", required=True)
+    cli_runs.add_flow_run_parser(flow_commands)
+    cli_runs.add_exec_parser(commands)
     return parser
 
 
@@ -516,7 +528,15 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] =
     "images": _images,
     "db": _db,
     "doctor": _doctor,
+    "exec": cli_runs.exec_command,
 }
+
+
+async def _flow(args: argparse.Namespace) -> int:
+    return await {"run": cli_runs.flow_run}[args.flow_command](args)
+
+
+_COMMANDS["flow"] = _flow
 
 
 if __name__ == "__main__":

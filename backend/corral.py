@@ -527,13 +527,19 @@ class Corral:
     # --- flow runs and single commands (see backend.flows.runs) ---------------------
 
     async def run_flow(
-        self, flow: Flow, *, devices: Sequence[str] = (), roles: Mapping[str, str] | None = None
+        self,
+        flow: Flow,
+        *,
+        devices: Sequence[str] = (),
+        roles: Mapping[str, str] | None = None,
+        batch: str | None = None,
     ) -> list[FlowRunInfo]:
         """Start *flow* on *devices* (one run each) or on its *roles* devices (one run); returns at once.
 
-        Devices by id or name. Raises InvalidRun (before anything is written) when they do not fit.
+        Devices by id or name; *batch* joins an earlier request's batch. Raises
+        InvalidRun (before anything is written) when they do not fit.
         """
-        return await self._runs.run_flow(flow, devices=devices, roles=roles)
+        return await self._runs.run_flow(flow, devices=devices, roles=roles, batch=batch)
 
     async def flow_runs(self, *, batch: str | None = None, limit: int = 200) -> list[FlowRunInfo]:
         """Newest first; *batch* keeps the runs of one request."""

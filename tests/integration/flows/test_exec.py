@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from backend.corral import Corral
 from backend.flows.runs_errors import CommandFailed, InvalidRun
 from tests.integration.flows.conftest import Farm
+from tests.serve import corral
 
 pytestmark = pytest.mark.docker
 
@@ -45,3 +49,37 @@ async def test_a_command_the_agent_fails_raises_with_its_reason(farm: Farm, clie
     (run,) = (await client.flow_runs())[:1]
     assert run.state == "failed"
     assert str(caught.value).endswith(str(run.error))
+
+
+def test_corral_exec_prints_the_result(farm: Farm) -> None:
+    result = corral(farm.settings, "exec", farm.devices[1], "ping", "--json")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"pong"}
+    plain = corral(farm.settings, "exec", farm.devices[1], "ping")
+    assert plain.returncode == 0, plain.stderr
+    assert float(plain.stdout.strip()) > 0  # the agent's clock, alone on its line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("pong",), r"^corral: unknown command 'pong'; known commands: .*eval_script.*read_qr"),
+        (("open_url",), r"^corral: open_url: url: Field required$"),
+        (("tap", "a", "b"), r"^corral: tap: one plain argument sets target; got 2 \('a b'\)"),
+        (("ping", "extra"), r"^corral: ping takes no arguments, got 'extra'$"),
+        (("open_url", "x", "colour=red"), r"^corral: open_url: colour: Extra inputs are not permitted$"),
+        (("ping", "--timeout", "0"), r"^corral: --timeout: expected a positive number of seconds, got 0$"),
+    ],
+)
+def test_corral_exec_refuses_bad_arguments(farm: Farm, args: tuple[str, ...], message: str) -> None:
+    result = corral(farm.settings, "exec", farm.devices[0], *args)
+    assert result.returncode == 2, result
+    assert re.match(message, result.stderr.strip()), result.stderr
+    assert result.stdout == ""
+
+
+def test_corral_exec_on_an_unknown_device_fails(farm: Farm) -> None:
+    result = corral(farm.settings, "exec", "browser-99", "ping")
+    # The last line: under PYTHONASYNCIODEBUG the loop may warn of slow callbacks before it.
+    last = result.stderr.strip().splitlines()[-1]
+    assert (result.returncode, last) == (1, "corral: no device with id or name 'browser-99'")
