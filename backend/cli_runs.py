@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from backend.config import Settings
 from backend.corral import DEVICE_KINDS, Corral
 from backend.exceptions import CorralError
+from backend.flows.loading import load
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError
 from backend.flows.runs import new_batch
 from backend.flows.runs_args import exec_args
@@ -233,10 +234,7 @@ def _flow_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
 
 
 def _load(path: Path, env: Mapping[str, str]) -> Flow:
-    import backend.flows as flows
-
-    flow: Flow = flows.load(path, dict(env))  # type: ignore[attr-defined]
-    return flow
+    return load(path, dict(env))
 
 
 @dataclass

@@ -42,6 +42,8 @@ from backend.devices.exceptions import UnknownDevice
 from backend.devices.states import DeviceState
 from backend.devices.store import DeviceStore
 from backend.exceptions import CorralError
+from backend.flows.interpreter import execute
+from backend.flows.loading import from_sources
 from backend.flows.model import DEFAULT_ROLE, Call, Executor, FlowOutcome, Observer, StepEvent
 from backend.flows.runs import FlowRuns
 from backend.flows.runs_errors import InvalidRun, RunError, RunFailed
@@ -153,7 +155,6 @@ class FlowRunner:
         command = payload.get("command")
         if isinstance(command, dict):
             return self._single(str(command["name"]), dict(command.get("args") or {}))
-        from_sources, execute = _interpreter()
         flow = from_sources(dict(payload["sources"]), str(payload["main"]), dict(payload.get("env") or {}))
 
         async def body(executor: Executor, observer: Observer) -> FlowOutcome:
@@ -307,10 +308,3 @@ class FlowRunner:
         if self._check is not None:
             self._check.cancel()
             await asyncio.gather(self._check, return_exceptions=True)
-
-
-def _interpreter() -> tuple[Any, Any]:
-    """``backend.flows.from_sources`` and ``execute`` (the interpreter's entry points)."""
-    import backend.flows as flows
-
-    return flows.from_sources, flows.execute  # type: ignore[attr-defined]
