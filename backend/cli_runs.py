@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from backend.config import Settings
 from backend.corral import DEVICE_KINDS, Corral
 from backend.exceptions import CorralError
+from backend.flows.checking import flow_files
 from backend.flows.loading import load
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError
 from backend.flows.runs import new_batch
@@ -215,24 +216,6 @@ def _plain(data: Mapping[str, Any]) -> str:
 # --- corral flow run -----------------------------------------------------------------
 
 
-def _flow_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """The flow files *paths* name (a folder: its *.yaml/*.yml, sorted), and what is wrong with them."""
-    files: list[Path] = []
-    problems: list[str] = []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not found:
-                problems.append(f"{text}: no flow files (*.yaml, *.yml) in this folder")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            problems.append(f"{text}: no such file or folder")
-    return files, problems
-
-
 def _load(path: Path, env: Mapping[str, str]) -> Flow:
     return load(path, dict(env))
 
@@ -253,7 +236,8 @@ def _has_roles(flow: Flow) -> bool:
 async def flow_run(args: argparse.Namespace) -> int:
     env = dict(args.env)
     roles = dict(args.role)
-    files, problems = _flow_files(args.paths)
+    files, found = flow_files(args.paths)
+    problems = [str(problem) for problem in found]
     loaded: list[Flow] = []
     for path in files:
         try:

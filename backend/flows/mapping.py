@@ -109,9 +109,7 @@ def agent_commands(name: str, args: syntax.Args, context: Context) -> list[Agent
     match args:
         case syntax.LaunchApp():
             if not context.url:
-                raise ValueError(
-                    "launchApp opens the header's `url` on browser devices; this flow has no `url`"
-                )
+                raise ValueError("on browser devices it opens the header's `url`, and this flow has none")
             first: list[AgentCommand] = [ClearState(timeout=timeout)] if args.clearState else []
             return [*first, OpenUrl(url=context.url, timeout=timeout)]
         case syntax.OpenLink():
@@ -198,13 +196,15 @@ def _selector(selector: syntax.Selector | str) -> str:
         return repr(selector) if isinstance(selector, str) else "(no selector)"
 
 
-def describe(name: str, args: syntax.Args) -> str:
-    """The label of a step: ``tapOn text "Log in"``, ``inputText "alice"``, ``openLink https://…``."""
+def describe(name: str, args: syntax.Args, url: str | None = None) -> str:
+    """The label of a step: ``tapOn text "Log in"``, ``inputText "alice"``, ``launchApp <url>``."""
     if args.label:
         return args.label
     detail = ""
     match args:
-        case syntax.LaunchApp() | syntax.WithApp():
+        case syntax.LaunchApp():
+            detail = url or args.appId or ""
+        case syntax.WithApp():
             detail = args.appId or ""
         case syntax.OpenLink():
             detail = args.link

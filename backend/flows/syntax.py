@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "COMMANDS_MARK",
     "SPECS",
     "UNSUPPORTED_COMMANDS",
     "UNSUPPORTED_HEADER_KEYS",
@@ -62,7 +63,8 @@ __all__ = [
 ]
 
 MAX_TIMEOUT_MS = 600_000
-COMMANDS_REF = {"$ref": "#/$defs/Commands"}
+COMMANDS_MARK = "x-corral-commands"
+"""Marks a nested command list in generated schemas; ``backend.flows.schema`` points it at ``Commands``."""
 
 
 def _upper(value: Any) -> Any:
@@ -70,7 +72,7 @@ def _upper(value: Any) -> Any:
 
 
 Direction = Annotated[Literal["DOWN", "UP", "LEFT", "RIGHT"], BeforeValidator(_upper)]
-Commands = Annotated[Any, WithJsonSchema(COMMANDS_REF)]
+Commands = Annotated[Any, WithJsonSchema({"type": "array", COMMANDS_MARK: True})]
 """A nested command list: checked by the compiler (which keeps its lines), typed for editors."""
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, populate_by_name=True)
