@@ -43,7 +43,8 @@ from backend.flows.runs import FlowRuns
 from backend.flows.runs_handler import FlowRunner
 from backend.flows.runs_service import RunService
 from backend.host import HostInfo, HostLock, find_host, publish_tasks
-from backend.hub import Hub, HubListener
+from backend.hub import AgentEvent, CommandOutcome, Hub, HubListener
+from backend.hub.eventlog import EventLog
 from backend.hub.events import EventCoalescer
 from backend.jobs.manager import JobManager
 from backend.jobs.worker import Worker
@@ -107,10 +108,18 @@ def _job_info(job: Job) -> JobInfo:
 
 
 class _HubEvents(HubListener):
-    """Agent disconnects and refusals as device events, coalesced (see EventCoalescer)."""
+    """Agent disconnects and refusals as device events, coalesced (see EventCoalescer);
+    agent events and finished commands as ``events`` rows, in batches (see EventLog)."""
 
-    def __init__(self, store: DeviceStore) -> None:
+    def __init__(self, store: DeviceStore, log: EventLog) -> None:
         self._events = EventCoalescer(store.add_event)
+        self._log = log
+
+    def on_event(self, device_id: str, event: AgentEvent) -> None:
+        self._log.agent_event(device_id, event)
+
+    def on_command(self, device_id: str, outcome: CommandOutcome) -> None:
+        self._log.command(device_id, outcome)
 
     def on_disconnect(self, device_id: str) -> None:
         self._events.add(device_id, "agent", "agent disconnected")
@@ -139,7 +148,8 @@ class Corral:
         self._secret = secret
         self.supervisor = supervisor or Supervisor()
         self.store = DeviceStore(database, max_attempts=settings.job_max_attempts)
-        self._hub_events = _HubEvents(self.store)
+        self._event_log = EventLog(database, self.supervisor)
+        self._hub_events = _HubEvents(self.store, self._event_log)
         self.hub = Hub(settings, self._hub_events)
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
         self.jobs_store = JobManager(database)
@@ -286,6 +296,7 @@ class Corral:
     async def _become_host(self) -> None:
         log.info("host role taken: starting host work (%s)", self._lock.name if self._lock else "?")
         self._hosting = True
+        self._event_log.start()
         # Devices that were up when the last host stopped get their hub socket back;
         # their agents reconnect on their own.
         for device in await self.store.list():
@@ -374,6 +385,7 @@ class Corral:
                     ("the job worker", stop_worker),
                     ("the flow runner", self._flow_runner.stop),
                     ("the hub", self.hub.stop),
+                    ("the agent event log", self._event_log.stop),
                 ],
             )
         finally:
