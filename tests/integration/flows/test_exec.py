@@ -24,7 +24,13 @@ async def test_ping_from_a_client_runs_as_a_one_step_run(farm: Farm, client: Cor
     device = await client.device(farm.devices[0])
     assert run.devices == {"device": device.id}
     (step,) = await client.flow_steps(run.id)
-    assert (step.seq, step.role, step.command, step.state, step.error) == (1, "device", "ping", "passed", None)
+    assert (step.seq, step.role, step.command, step.state, step.error) == (
+        1,
+        "device",
+        "ping",
+        "passed",
+        None,
+    )
     assert step.data == data
     assert step.duration is not None and step.duration >= 0
 

@@ -104,10 +104,12 @@ async def test_run_requests_that_do_not_fit_are_refused_before_anything_is_writt
 ) -> None:
     flow = flowfiles.flow(tmp_path, "login.yaml", flowfiles.LOGIN)
     before = await client.flow_runs()
-    with pytest.raises(InvalidRun, match="^no devices chosen to run the flow on$"):
+    with pytest.raises(InvalidRun, match=r"^no devices chosen to run the flow on$"):
         await client.run_flow(flow)
     with pytest.raises(InvalidRun, match="no device with id or name 'browser-99'"):
         await client.run_flow(flow, devices=[farm.devices[0], "browser-99"])
-    with pytest.raises(InvalidRun, match="^flow 'login-check' declares no roles; choose its devices instead$"):
+    with pytest.raises(
+        InvalidRun, match=r"^flow 'login-check' declares no roles; choose its devices instead$"
+    ):
         await client.run_flow(flow, roles={"viewer": farm.devices[0]})
     assert await client.flow_runs() == before
