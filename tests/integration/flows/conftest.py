@@ -7,6 +7,7 @@ The devices run with ``--network none``; everything they load comes from the ima
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ class Farm:
     devices: list[str]
     """Device names, ready."""
     host: Serve
+    """The `corral serve` hosting now (tests that kill it put the next one here)."""
 
 
 def farm_settings(pg_server: object, root: Path) -> Settings:
@@ -52,10 +54,10 @@ def provision(settings: Settings, count: int) -> list[str]:
     return [d["name"] for d in listed]
 
 
-def teardown_farm(settings: Settings, host: Serve | None) -> None:
-    removed = corral(settings, "rm", "--all", "--wait")
-    if host is not None:
-        host.stop()
+def teardown_farm(farm: Farm) -> None:
+    """Remove the devices (through the farm's host, or as a temporary host), then stop the host."""
+    removed = corral(farm.settings, "rm", "--all", "--wait")
+    farm.host.stop()
     assert removed.returncode == 0, removed.stdout + removed.stderr
 
 
@@ -63,19 +65,26 @@ def host_env(settings: Settings) -> dict[str, str]:
     return {"CORRAL_JOB_LEASE_SECONDS": str(settings.job_lease_seconds)}
 
 
-@pytest.fixture(scope="module")
-def farm(pg_server: object, docker_available: None) -> Iterator[Farm]:
+@contextlib.contextmanager
+def make_farm(pg_server: object, count: int) -> Iterator[Farm]:
+    """A database, a `corral serve` host and *count* ready browser devices; all removed after."""
     root = Path(tempfile.mkdtemp(prefix="crl-f-", dir="/tmp"))
     os.chmod(root, 0o711)
     settings = farm_settings(pg_server, root)
-    host: Serve | None = None
+    farm = Farm(settings, [], Serve(settings, **host_env(settings)))
     try:
-        host = Serve(settings, **host_env(settings))
-        host.wait_for("host role taken")
-        yield Farm(settings, provision(settings, 2), host)
+        farm.host.wait_for("host role taken")
+        farm.devices = provision(settings, count)
+        yield farm
     finally:
-        teardown_farm(settings, host)
+        teardown_farm(farm)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def farm(pg_server: object, docker_available: None) -> Iterator[Farm]:
+    with make_farm(pg_server, 2) as made:
+        yield made
 
 
 @pytest.fixture
