@@ -51,15 +51,20 @@ def summary(flow: Flow) -> str:
 
 
 def check_paths(paths: Iterable[str | Path], env: Mapping[str, str]) -> CheckReport:
-    """Check every flow named by *paths* with *env* (the ``--env`` values). Blocks."""
-    files, problems = flow_files(paths)
-    lines = [str(problem) for problem in problems]
-    for file in files:
-        try:
-            flow = load(file, env)
-        except FlowError as exc:
-            problems.extend(exc.problems)
-            lines.extend(str(problem) for problem in exc.problems)
-            continue
-        lines.append(f"ok: {file} ({summary(flow)})")
-    return CheckReport(lines, ok=not problems)
+    """Check every flow named by *paths* (in their order) with *env*, the ``--env`` values. Blocks."""
+    lines: list[str] = []
+    ok = True
+    for given in paths:
+        files, problems = flow_files([given])
+        for problem in problems:
+            lines.append(str(problem))
+            ok = False
+        for file in files:
+            try:
+                flow = load(file, env)
+            except FlowError as exc:
+                lines.extend(str(problem) for problem in exc.problems)
+                ok = False
+                continue
+            lines.append(f"ok: {file} ({summary(flow)})")
+    return CheckReport(lines, ok=ok)

@@ -66,7 +66,7 @@ class _Compiler:
     sources: dict[str, str] = field(default_factory=dict)
     produced: dict[str, set[str]] = field(default_factory=dict)
     """Role -> names its commands capture (``qr``, ``copiedText``, ``output.*``)."""
-    wanted: list[tuple[str, str, str, int, str]] = field(default_factory=list)
+    wanted: list[tuple[str, str, str, int | None, str]] = field(default_factory=list)
     """(role, name, file, line, command) of every ``${<role>.<name>}``."""
     count: int = 0
 
@@ -237,7 +237,7 @@ class _Compiler:
         return None
 
     def check_variables(
-        self, command: str, raw: Mapping[str, Any], file: str, line: int, scope: _Scope, role: str
+        self, command: str, raw: Mapping[str, Any], file: str, line: int | None, scope: _Scope, role: str
     ) -> bool:
         ok = True
         values = {
@@ -287,7 +287,7 @@ class _Compiler:
             self.problem(file, line, spec.name, f"unknown role `{args.from_}` ({_declared(self.roles)})")
         kind = self.roles.get(role, "browser")
         missing = [name for name in AGENT_NAMES.get(spec.name, ()) if name not in commands_for(kind)]
-        if missing:
+        if missing and kind in DEVICE_KINDS:
             self.problem(file, line, spec.name, f"{kind} devices cannot run `{spec.name}`")
         if known and url_known and spec.name not in ("runFlow", "repeat", "pasteText", "evalScript"):
             try:
@@ -357,6 +357,8 @@ class _Compiler:
             self.problem(target, header_raw.lines.get("roles"), None, "only the main flow may declare roles")
         defaults = {name: render(value) if value is not None else "" for name, value in header.env.items()}
         sub = _Scope({**defaults, **child.values})
+        if header.url is not None:
+            self.check_variables("url", {"url": header.url}, target, header_raw.lines.get("url"), sub, role)
         body = self.commands(commands, target, sub, role, header.url or url, (*stack, target), commands.line)
         return Block(spec, raw, file, line, body, defaults, target)
 
@@ -374,6 +376,10 @@ class _Compiler:
         variables = {name: render(value) if value is not None else "" for name, value in header.env.items()}
         variables.update(env)
         scope = _Scope(dict[str, str | None](variables))
+        if header.url is not None:
+            self.check_variables(
+                "url", {"url": header.url}, main, header_raw.lines.get("url"), scope, DEFAULT_ROLE
+            )
         lanes: dict[str, list[Node]] = {role: [] for role in self.roles}
         if header.roles is None:
             lanes[DEFAULT_ROLE] = list(

@@ -109,6 +109,8 @@ class _Run:
         self.seq = 0
         self.changed = asyncio.Event()
         self.failed_role: str | None = None
+        self.failure: _Failed | None = None
+        self.tasks: dict[str, asyncio.Task[None]] = {}
 
     def notify(self) -> None:
         """Wake every step waiting for a value (a value was set, a lane ended or started waiting)."""
@@ -116,36 +118,29 @@ class _Run:
         self.changed = asyncio.Event()
 
     async def run(self) -> FlowOutcome:
-        tasks = [
-            asyncio.create_task(self.lane(lane), name=f"flow lane {lane.role}")
-            for lane in self.lanes.values()
-        ]
-        failure: _Failed | None = None
+        self.tasks = {
+            role: asyncio.create_task(self.lane(lane), name=f"flow lane {role}")
+            for role, lane in self.lanes.items()
+        }
+        tasks = list(self.tasks.values())
         try:
             pending = set(tasks)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     error = None if task.cancelled() else task.exception()
-                    if error is None:
-                        continue
-                    if not isinstance(error, _Failed):
+                    if error is not None and not isinstance(error, _Failed):
                         for other in pending:
                             other.cancel()
                         await asyncio.gather(*pending, return_exceptions=True)
                         raise error
-                    if failure is None:
-                        failure = error
-                        self.failed_role = error.role
-                        for other in pending:
-                            other.cancel()
         except asyncio.CancelledError:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        if failure is not None:
-            return FlowOutcome(passed=False, error=str(failure), failed_role=failure.role)
+        if self.failure is not None:
+            return FlowOutcome(passed=False, error=str(self.failure), failed_role=self.failure.role)
         return FlowOutcome(passed=True)
 
     async def lane(self, lane: _Lane) -> None:
@@ -153,6 +148,15 @@ class _Run:
             for index, node in enumerate(self.program.lanes.get(lane.role, ()), start=1):
                 lane.index = index
                 await self.node(lane, node, dict(self.program.env), inherited_optional=False)
+        except _Failed as failure:
+            # The first failure ends the run: the other lanes are cancelled now, before
+            # they can see this lane end and report failures of their own.
+            if self.failure is None:
+                self.failure, self.failed_role = failure, failure.role
+                for role, task in self.tasks.items():
+                    if role != lane.role:
+                        task.cancel()
+            raise
         finally:
             lane.finished = True
             self.notify()
@@ -170,7 +174,9 @@ class _Run:
     async def block_args(self, lane: _Lane, node: Block, scope: dict[str, str], inherited: bool) -> Any:
         try:
             raw = await self.resolve(lane, node.raw, scope, node.command)
-            return node.spec.model.model_validate({**raw, "commands": []})
+            # The body was compiled already; the model only needs to know there is one.
+            body: dict[str, Any] = {} if "file" in raw else {"commands": []}
+            return node.spec.model.model_validate({**raw, **body})
         except (_StepError, ValidationError) as exc:
             error = syntax.readable(exc) if isinstance(exc, ValidationError) else str(exc)
             await self.failed_without_start(lane, node, scope, error, inherited)
@@ -190,7 +196,7 @@ class _Run:
         args = await self.block_args(lane, node, scope, inherited)
         if not isinstance(args, syntax.RunFlow):
             return
-        if args.when is not None and not await self.condition(lane, args.when):
+        if args.when is not None and not await self.holds(lane, node, scope, args.when, inherited):
             return
         child = {**node.defaults, **scope}
         child.update(
@@ -204,7 +210,7 @@ class _Run:
             return
         rounds = 0
         while args.times is None or rounds < args.times:
-            if args.while_ is not None and not await self.condition(lane, args.while_):
+            if args.while_ is not None and not await self.holds(lane, node, scope, args.while_, inherited):
                 return
             if rounds == MAX_ITERATIONS:
                 error = f"still repeating after {MAX_ITERATIONS} rounds"
@@ -212,6 +218,16 @@ class _Run:
                 return
             await self.body(lane, node.body, scope, inherited, args.optional)
             rounds += 1
+
+    async def holds(
+        self, lane: _Lane, node: Block, scope: dict[str, str], condition: syntax.Condition, inherited: bool
+    ) -> bool:
+        """Whether *node*'s ``when``/``while`` holds; a condition that cannot be read fails the block."""
+        try:
+            return await self.condition(lane, condition)
+        except _StepError as exc:
+            await self.failed_without_start(lane, node, scope, str(exc), inherited)
+            return False
 
     async def condition(self, lane: _Lane, condition: syntax.Condition) -> bool:
         """Whether *condition* holds now (every part of it)."""
@@ -270,7 +286,9 @@ class _Run:
                 await self.finished(event, "failed", self.cancel_reason(lane), {}, started)
             raise
         except Exception as exc:
-            await self.failure(lane, event, str(exc) or type(exc).__name__, started, args.optional, inherited)
+            await self.report_failure(
+                lane, event, str(exc) or type(exc).__name__, started, args.optional, inherited
+            )
             return
         await self.finished(event, "passed", None, data, started)
 
@@ -297,7 +315,7 @@ class _Run:
         duration = asyncio.get_running_loop().time() - started
         await self.observer.step_finished(event, outcome, error=error, data=data, duration=duration)
 
-    async def failure(
+    async def report_failure(
         self, lane: _Lane, event: StepEvent, error: str, started: float, optional: bool, inherited: bool
     ) -> None:
         """Report a failed step; raise to end its lane (or its optional block) unless it is optional."""
@@ -316,7 +334,7 @@ class _Run:
         label, optional = _written(node)
         event = self.event(lane, node, label)
         await self.observer.step_started(event)
-        await self.failure(lane, event, error, asyncio.get_running_loop().time(), optional, inherited)
+        await self.report_failure(lane, event, error, asyncio.get_running_loop().time(), optional, inherited)
 
     def cancel_reason(self, lane: _Lane) -> str:
         if self.failed_role is not None and self.failed_role != lane.role:

@@ -363,18 +363,28 @@ UNSUPPORTED_HEADER_KEYS = frozenset(
 )
 
 
+_BRANCHES = frozenset({"str", "int", "float", "bool", "none", "Selector", "Condition"})
+"""Names pydantic puts in an error's location for the member of a union that failed."""
+
+
 def readable(exc: ValidationError) -> str:
     """A pydantic error as one line: ``times: Input should be a valid integer (got 'x')``."""
     parts = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"] if not isinstance(part, int) or True)
+        loc = [str(part) for part in error["loc"]]
+        branches = {part for part in loc if part in _BRANCHES or "[" in part}
+        where = ".".join(part for part in loc if part not in branches)
+        got = error.get("input")
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             parts.append(f"unknown key `{where}`")
             continue
-        if error["type"] in ("model_type", "model_attributes_type", "dict_type") and not where:
-            message = "expected a map of keys"
-        got = error.get("input")
+        if loc and loc[-1] in ("str", "Selector"):  # the value itself fits neither form
+            if "str" in branches and isinstance(got, dict):
+                continue  # the selector map's own error says what is wrong in it
+            if not isinstance(got, dict):
+                parts.append(f"{where}: expected a text or a map of selector keys")
+                continue
         shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and len(repr(got)) <= 60 else ""
         parts.append(f"{where}: {message}{shown}" if where else message)
     return "; ".join(dict.fromkeys(parts))

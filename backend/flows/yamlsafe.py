@@ -134,6 +134,9 @@ def _convert(node: yaml.Node, file: str, problems: list[FlowProblem]) -> Any:
             return construct(node)
         except (yaml.YAMLError, ValueError, OverflowError):
             return node.value
+    if node.tag not in (f"{_PLAIN}seq", f"{_PLAIN}map"):
+        problems.append(FlowProblem(file, line, None, f"YAML tag {node.tag} is not allowed in flow files"))
+        return None
     if isinstance(node, yaml.SequenceNode):
         seq = Seq(_convert(item, file, problems) for item in node.value)
         seq.line = line
