@@ -113,3 +113,41 @@ async def test_run_requests_that_do_not_fit_are_refused_before_anything_is_writt
     ):
         await client.run_flow(flow, roles={"viewer": farm.devices[0]})
     assert await client.flow_runs() == before
+
+
+_KILL_AGENT = (
+    "for p in /proc/[0-9]*; do"
+    " if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/opt/corral/venv/bin/python -m agent'; then"
+    " kill -9 ${p#/proc/}; echo killed; fi; done"
+)
+
+
+async def test_agent_killed_mid_step_fails_the_step_and_the_next_run_passes(
+    farm: Farm, client: Corral, tmp_path: Path, docker_client: object
+) -> None:
+    device = await client.device(farm.devices[0])
+    (container,) = docker_client.containers.list(filters={"label": f"corral.device={device.id}"})  # type: ignore[attr-defined]
+    flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+    (run,) = await client.run_flow(flow, devices=[device.name])
+
+    async def waiting() -> bool:
+        return (await client.flow_run(run.id)).current_step.startswith("extendedWaitUntil")
+
+    await _until(waiting, timeout=60)
+    killed = await asyncio.to_thread(container.exec_run, ["sh", "-c", _KILL_AGENT])
+    assert killed.output.decode().split() == ["killed"], killed.output
+    started = asyncio.get_running_loop().time()
+    (final,) = await client.wait_flow_runs([run.id], timeout=30)
+    # Well within the step's own 60 s: the hub fails a command as soon as its connection ends.
+    assert asyncio.get_running_loop().time() - started < 10
+    assert final.state == "failed"
+    assert final.error is not None and final.error.startswith("extendedWaitUntil"), final.error
+    assert "agent disconnected" in final.error
+    steps = await client.flow_steps(run.id)
+    assert [(s.command, s.state) for s in steps] == [("launchApp", "passed"), ("extendedWaitUntil", "failed")]
+    assert steps[1].error is not None and steps[1].error.startswith("agent disconnected")
+    # The agent comes back; the next run waits for its hello and passes.
+    login = flowfiles.flow(tmp_path, "login.yaml", flowfiles.LOGIN)
+    (again,) = await client.run_flow(login, devices=[device.name])
+    (done,) = await client.wait_flow_runs([again.id], timeout=120)
+    assert (done.state, done.error) == ("passed", None)
