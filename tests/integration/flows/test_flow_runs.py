@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.api import load_flow
 from backend.corral import Corral
 from backend.flows.runs_errors import InvalidRun
 from tests.integration.flows import flowfiles
@@ -156,3 +157,30 @@ async def test_agent_killed_mid_step_fails_the_step_and_the_next_run_passes(
     (again,) = await client.run_flow(login, devices=[device.name])
     (done,) = await client.wait_flow_runs([again.id], timeout=120)
     assert (done.state, done.error) == ("passed", None)
+
+
+async def test_the_shipped_examples_pass_on_real_devices(farm: Farm, client: Corral) -> None:
+    examples = Path(__file__).resolve().parents[3] / "examples" / "flows"
+    first, second = farm.devices
+    login = await asyncio.to_thread(load_flow, examples / "login-check.yaml", {"USER": "erin"})
+    pair = await asyncio.to_thread(load_flow, examples / "pair.yaml", {})
+    (login_run,) = await client.run_flow(login, devices=[first])
+    (pair_run,) = await client.run_flow(pair, roles={"viewer": first, "scanner": second})
+    ids = {(await client.device(name)).name: (await client.device(name)).id for name in farm.devices}
+    assert pair_run.devices == {"viewer": ids[first], "scanner": ids[second]}
+    done = await client.wait_flow_runs([login_run.id, pair_run.id], timeout=180)
+    assert [(r.name, r.state, r.error) for r in done] == [
+        ("Login check", "passed", None),
+        ("Pair by QR code", "passed", None),
+    ]
+    steps = await client.flow_steps(pair_run.id)
+    assert sorted((s.role, s.index, s.command, s.state) for s in steps) == [
+        ("scanner", 1, "readQr", "passed"),
+        ("scanner", 2, "openLink", "passed"),
+        ("scanner", 3, "assertVisible", "passed"),
+        ("scanner", 4, "takeScreenshot", "passed"),
+        ("viewer", 1, "openLink", "passed"),
+    ]
+    assert {s.role: s.device_id for s in steps} == {"viewer": ids[first], "scanner": ids[second]}
+    (qr,) = [s for s in steps if s.command == "readQr"]
+    assert qr.data["text"].startswith("file:///opt/corral/start/test/"), qr.data
