@@ -13,6 +13,7 @@ imports no Qt. What it names:
   :func:`commands_for`;
 - flows: :class:`Flow`, :func:`load_flow`, :func:`parse_flow`, and reports
   (:class:`RunReport`, :func:`junit_report`, :func:`summary_report`);
+  :data:`DEFAULT_FLOW_ROLE` is the one role of a flow that declares none;
 - errors: :class:`CorralError` and the ones worth catching apart
   (:class:`FlowError`, :class:`InvalidRun`, :class:`CommandFailed`,
   :class:`UnknownRun`, :class:`UnknownDevice`).
@@ -29,6 +30,7 @@ from backend.devices.store import MAX_BATCH
 from backend.exceptions import CorralError
 from backend.flows.loading import load as load_flow
 from backend.flows.loading import parse as parse_flow
+from backend.flows.model import DEFAULT_ROLE as DEFAULT_FLOW_ROLE
 from backend.flows.model import Flow, FlowError, FlowProblem
 from backend.flows.runs_errors import CommandFailed, InvalidRun, RunError, RunFailed, UnknownRun
 from backend.flows.runs_report import RunReport
@@ -53,6 +55,7 @@ from backend.types import (
 __all__ = [
     "ACTIVE_DEVICE_STATES",
     "COMMAND_NAMES",
+    "DEFAULT_FLOW_ROLE",
     "DEVICE_KINDS",
     "DEVICE_STATES",
     "FLOW_RUN_STATES",
