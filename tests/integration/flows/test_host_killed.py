@@ -72,10 +72,25 @@ async def test_sigkill_mid_run_then_restart_ends_every_run_and_records_no_step_t
         await client.stop()
 
 
-def test_with_no_host_flow_run_hosts_until_its_runs_end(farm: Farm, tmp_path: Path) -> None:
+async def test_with_no_host_a_queued_run_cancels_at_once_and_flow_run_hosts(
+    farm: Farm, tmp_path: Path
+) -> None:
     farm.host.stop()
     path = flowfiles.write(tmp_path, "login.yaml", flowfiles.LOGIN)
-    result = corral(farm.settings, "flow", "run", str(path), "--device", farm.devices[0])
+    client = await Corral.start(farm.settings, role="client", stream=False)
+    try:
+        (queued,) = await client.run_flow(
+            flowfiles.flow(tmp_path, "l.yaml", flowfiles.LOGIN), devices=["browser-2"]
+        )
+        cancelled = await client.cancel_flow_run(queued.id)
+        assert (cancelled.state, cancelled.error) == ("cancelled", "cancelled before it started")
+        assert next(j.state for j in await client.jobs() if j.id == queued.job_id) == "cancelled"
+        assert await client.flow_steps(queued.id) == []
+    finally:
+        await client.stop()
+    result = await asyncio.to_thread(
+        corral, farm.settings, "flow", "run", str(path), "--device", farm.devices[0]
+    )
     # The next test's teardown and later tests need a host again.
     farm.host = Serve(farm.settings, **host_env(farm.settings))
     assert result.returncode == 0, result.stdout + result.stderr
