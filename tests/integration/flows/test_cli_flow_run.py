@@ -188,3 +188,13 @@ def test_on_a_terminal_a_live_table_then_the_summary(farm: Farm, tmp_path: Path)
     assert header, text
     assert re.search(r"browser-1 +login-check +8/8 .*passed", text), text
     assert text.rstrip().endswith("2 runs: 2 passed"), text[-500:]
+
+
+def test_parallel_1_runs_one_device_after_the_other(farm: Farm, tmp_path: Path) -> None:
+    path = flowfiles.write(tmp_path, "login.yaml", flowfiles.LOGIN)
+    result = corral(farm.settings, "flow", "run", str(path), "--all", "--parallel", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout)
+    assert [first["state"], second["state"]] == ["passed", "passed"]
+    assert first["batch"] == second["batch"]
+    assert second["started_at"] >= first["finished_at"]  # ISO times in UTC order as strings
