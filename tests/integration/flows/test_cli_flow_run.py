@@ -151,6 +151,12 @@ def test_flow_problems_exit_2_and_nothing_runs(farm: Farm, tmp_path: Path) -> No
     assert lines[-2] == f"corral: {pair}: flow declares roles; give --role viewer=DEVICE (and scanner)"
     assert re.fullmatch(r"corral: nothing was run \(\d+ problems\)", lines[-1])
     assert corral(farm.settings, "jobs", "--json").stdout == before
+    stray = corral(farm.settings, "flow", "run", str(good), "--all", "--role", "viewer=browser-1")
+    assert stray.returncode == 2
+    assert stray.stderr.strip().splitlines()[-2:] == [
+        "corral: --role viewer=…: no flow here declares the role 'viewer'",
+        "corral: nothing was run (1 problem)",
+    ]
     missing = corral(farm.settings, "flow", "run", str(good))
     assert missing.returncode == 2
     assert "corral: choose devices: --device NAME, --devices A,B, --all or --kind KIND" in missing.stderr

@@ -72,6 +72,34 @@ async def test_sigkill_mid_run_then_restart_ends_every_run_and_records_no_step_t
         await client.stop()
 
 
+async def test_device_container_killed_mid_run_fails_the_run_and_the_reconciler_recovers_it(
+    farm: Farm, tmp_path: Path, docker_client: object
+) -> None:
+    client = await Corral.start(farm.settings, role="client", stream=False)
+    try:
+        device = await client.device(farm.devices[2])
+        (container,) = docker_client.containers.list(filters={"label": f"corral.device={device.id}"})  # type: ignore[attr-defined]
+        flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+        (run,) = await client.run_flow(flow, devices=[device.name])
+        async with asyncio.timeout(60):
+            while not (await client.flow_run(run.id)).current_step.startswith("extendedWaitUntil"):
+                await asyncio.sleep(0.1)
+        await asyncio.to_thread(container.kill)
+        (final,) = await client.wait_flow_runs([run.id], timeout=30)
+        assert final.state == "failed"
+        assert final.error is not None and final.error.startswith("extendedWaitUntil"), final.error
+        assert "agent disconnected" in final.error, final.error
+        # The reconciler sees the dead container and provisions the device again.
+        async with asyncio.timeout(180):
+            while (await client.device(device.id)).state == "ready":
+                await asyncio.sleep(0.1)
+            while (await client.device(device.id)).state != "ready":
+                await asyncio.sleep(0.2)
+        assert set(await client.command(device.name, "ping")) == {"pong"}
+    finally:
+        await client.stop()
+
+
 async def test_with_no_host_a_queued_run_cancels_at_once_and_flow_run_hosts(
     farm: Farm, tmp_path: Path
 ) -> None:
