@@ -176,7 +176,11 @@ async def exec_command(args: argparse.Namespace) -> int:
     corral = await Corral.start(Settings(), role="auto", stream=False)
     try:
         if corral.is_host:
-            print(_HOSTING.replace("runs have", "command has"), file=sys.stderr, flush=True)
+            print(
+                "no Corral host is running, so this command is the host until its command has ended",
+                file=sys.stderr,
+                flush=True,
+            )
         data = await corral.command(args.device, args.name, values, args.timeout)
     finally:
         await corral.stop()

@@ -6,6 +6,7 @@ Also: with no host running, `corral flow run` hosts until its runs end.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,8 +120,14 @@ async def test_with_no_host_a_queued_run_cancels_at_once_and_flow_run_hosts(
     result = await asyncio.to_thread(
         corral, farm.settings, "flow", "run", str(path), "--device", farm.devices[0]
     )
+    pinged = await asyncio.to_thread(corral, farm.settings, "exec", farm.devices[1], "ping", "--json")
     # The next test's teardown and later tests need a host again.
     farm.host = Serve(farm.settings, **host_env(farm.settings))
+    assert pinged.returncode == 0, pinged.stderr
+    assert set(json.loads(pinged.stdout)) == {"pong"}
+    assert pinged.stderr.strip().splitlines()[-1] == (
+        "no Corral host is running, so this command is the host until its command has ended"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0] == (
         "no Corral host is running, so this command is the host until its runs have ended"
