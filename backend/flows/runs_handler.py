@@ -45,7 +45,7 @@ from backend.exceptions import CorralError
 from backend.flows.interpreter import execute
 from backend.flows.loading import from_sources
 from backend.flows.model import DEFAULT_ROLE, Call, Executor, FlowOutcome, Observer, StepEvent
-from backend.flows.runs import FlowRuns
+from backend.flows.runs import FLOW_JOB, FlowRuns
 from backend.flows.runs_errors import InvalidRun, RunError, RunFailed
 from backend.flows.runs_record import StepRecorder
 from backend.hub import Hub, HubError
@@ -93,8 +93,6 @@ class FlowRunner:
         self._check: asyncio.Task[None] | None = None
 
     def handlers(self) -> dict[str, Handler]:
-        from backend.flows.runs import FLOW_JOB
-
         return {FLOW_JOB: self.run}
 
     async def run(self, job: JobContext) -> None:
