@@ -280,8 +280,9 @@ async def flow_run(args: argparse.Namespace) -> int:
         if corral.is_host:
             print(_HOSTING, file=out, flush=True)
         devices = await _chosen_devices(corral, args) if plain else []
+        role_ids = {role: (await corral.device(ref)).id for role, ref in roles.items()}
         units = [
-            _Unit(flow, roles={role: roles[role] for role in flow.roles})
+            _Unit(flow, roles={role: role_ids[role] for role in flow.roles})
             if _has_roles(flow)
             else _Unit(flow, devices=[device])
             for flow in loaded
@@ -473,8 +474,22 @@ class _Batch:
         self._display.update(sorted(self.runs.values(), key=lambda r: r.id))
 
     async def _start_more(self) -> None:
-        while self._pending and len(self.runs) - len(self.finished) < self._parallel:
-            unit = self._pending.popleft()
+        """Start pending units, at most *parallel* runs at once and one run per device at a time.
+
+        Two flows on one device at once would act on the same page; the batch's
+        next run on a device starts when its previous one there has ended.
+        """
+        while len(self.runs) - len(self.finished) < self._parallel:
+            busy = {
+                device
+                for run in self.runs.values()
+                if run.id not in self.finished
+                for device in run.devices.values()
+            }
+            unit = next((u for u in self._pending if not busy & {*u.devices, *u.roles.values()}), None)
+            if unit is None:
+                break
+            self._pending.remove(unit)
             started = await self._corral.run_flow(
                 unit.flow, devices=unit.devices, roles=unit.roles or None, batch=self.batch
             )

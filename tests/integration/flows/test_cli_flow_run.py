@@ -204,3 +204,16 @@ def test_parallel_1_runs_one_device_after_the_other(farm: Farm, tmp_path: Path) 
     assert [first["state"], second["state"]] == ["passed", "passed"]
     assert first["batch"] == second["batch"]
     assert second["started_at"] >= first["finished_at"]  # ISO times in UTC order as strings
+
+
+def test_two_flows_on_one_device_run_one_after_the_other(farm: Farm, tmp_path: Path) -> None:
+    first = flowfiles.write(tmp_path, "a.yaml", flowfiles.LOGIN)
+    second = flowfiles.write(tmp_path, "b.yaml", flowfiles.LOGIN.replace("name: login-check", "name: again"))
+    result = corral(farm.settings, "flow", "run", str(first), str(second), "--device", "browser-2", "--json")
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    assert [(r["flow"], r["devices"], r["state"]) for r in runs] == [
+        ("login-check", {"device": "browser-2"}, "passed"),
+        ("again", {"device": "browser-2"}, "passed"),
+    ]
+    assert runs[1]["started_at"] >= runs[0]["finished_at"]
