@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from agent.commands import AgentCommand, commands_for
 
-__all__ = ["Driver", "EmitEvent"]
+__all__ = ["Driver", "EmitEvent", "Screen"]
 
 EmitEvent = Callable[[str, dict[str, Any]], None]
 """``emit(kind, data)``: queue an event for the hub. Never blocks, never raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """The device's screen size in pixels."""
+
+    width: int
+    height: int
 
 
 class Driver(abc.ABC):

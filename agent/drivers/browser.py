@@ -32,8 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from agent.commands import AgentCommand
-from agent.drivers.base import Driver, EmitEvent
-from agent.drivers.targets import Screen
+from agent.drivers.base import Driver, EmitEvent, Screen
 from agent.events import RateLimit, with_suppressed
 from agent.exceptions import CommandFailed, DeviceUnavailable
 

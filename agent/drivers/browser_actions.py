@@ -21,9 +21,10 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from agent import commands as c
+from agent.drivers.base import Screen
 from agent.drivers.keys import BACK, playwright_key
 from agent.drivers.qr import decode_codes
-from agent.drivers.targets import Screen, locate, screen_point, seconds, wait_gone, wait_visible
+from agent.drivers.targets import locate, screen_point, seconds, wait_gone, wait_visible
 from agent.exceptions import CommandFailed
 
 __all__ = ["ACTIONS", "Where"]
@@ -50,6 +51,14 @@ _SCROLL_SETTLED = """
   };
   requestAnimationFrame(tick);
 })
+"""
+
+_INTO_VIEW_CENTRE = """
+(element) => {
+  element.scrollIntoView({ block: "nearest", inline: "nearest" });
+  const box = element.getBoundingClientRect();
+  return [box.x + box.width / 2, box.y + box.height / 2];
+}
 """
 
 # `output` and `env` are parameters, so the direct eval sees them as Maestro's globals.
@@ -116,23 +125,19 @@ async def _tap(page: Page, command: c.Tap, where: Where) -> dict[str, Any]:
         x, y = screen_point(target.point, where.screen)
     else:
         started = time.monotonic()
-        locator = await wait_visible(page, target, command.timeout, "tap")
-        remaining = max(0.1, command.timeout - (time.monotonic() - started))
+        locator = locate(page, target, "tap")
         try:
-            # Scrolls it into view and waits until it is stable, enabled and not covered.
-            await locator.scroll_into_view_if_needed(timeout=_ms(remaining))
-            box = await locator.bounding_box(timeout=_ms(remaining))
+            # Waits for a visible match; one round trip brings it into view and measures it.
+            x, y = await locator.evaluate(_INTO_VIEW_CENTRE, timeout=_ms(command.timeout))
         except PlaywrightTimeout as exc:
             raise CommandFailed(
-                f"tap: the element with {target.describe()} could not be scrolled into view within"
-                f" {seconds(command.timeout)}"
+                f"tap: no element with {target.describe()} became visible within {seconds(command.timeout)}"
             ) from exc
-        if box is None:
-            raise CommandFailed(f"tap: the element with {target.describe()} disappeared before the tap")
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         if not command.long_press:
+            remaining = max(0.1, command.timeout - (time.monotonic() - started))
             try:
                 for _ in range(command.repeat):
+                    # Waits until it is stable, enabled and not covered, then clicks its centre.
                     await locator.click(timeout=_ms(remaining))
             except PlaywrightTimeout as exc:
                 raise CommandFailed(

@@ -15,22 +15,12 @@ from playwright.async_api import Locator, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from agent.commands import Target
+from agent.drivers.base import Screen
 from agent.exceptions import CommandFailed
 
-__all__ = ["Screen", "locate", "screen_point", "seconds", "wait_gone", "wait_visible"]
+__all__ = ["locate", "screen_point", "seconds", "wait_gone", "wait_visible"]
 
 _POINT = re.compile(r"^\s*(\d+(?:\.\d+)?)(%?)\s*,\s*(\d+(?:\.\d+)?)(%?)\s*$")
-
-
-class Screen:
-    """The device's screen size in pixels; page coordinates equal screen coordinates (kiosk at 0,0)."""
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width = width
-        self.height = height
-
-    def __repr__(self) -> str:
-        return f"Screen({self.width}x{self.height})"
 
 
 def seconds(timeout: float) -> str:

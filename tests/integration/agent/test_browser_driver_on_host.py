@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from agent.commands import parse_command
+from agent.drivers.base import Screen
 from agent.drivers.browser import BrowserDriver
-from agent.drivers.targets import Screen
 
 PAGES = Path(__file__).parents[3] / "backend" / "runtime" / "images" / "browser" / "start" / "test"
 

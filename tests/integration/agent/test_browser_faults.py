@@ -10,7 +10,7 @@ import pytest
 from docker import DockerClient
 
 from backend.corral import Corral
-from tests.integration.agent.conftest import BUILD_AND_BOOT, TEST_PAGES, Device
+from tests.integration.agent.conftest import BROWSER_START, BUILD_AND_BOOT, TEST_PAGES, Device
 
 pytestmark = pytest.mark.docker
 
@@ -117,3 +117,20 @@ async def test_without_a_browser_the_agent_says_hello_and_answers_ping(
     error = await device.error("open_url", url=f"{TEST_PAGES}/login.html", timeout=2)
     assert error.startswith("open_url: the browser was not running within 2s: the browser could not start (")
     assert "/nonexistent/chromium" in error
+
+
+async def test_the_start_page_still_animates_for_the_fps_benchmarks(
+    corral: Corral, docker_client: DockerClient
+) -> None:
+    (created,) = await corral.provision("browser", 1, env={"CORRAL_ANIMATE": "1", "CORRAL_ANIMATE_FPS": "20"})
+    (final,) = await corral.wait_for([created.id], {"ready"}, timeout=BUILD_AND_BOOT)
+    assert final.state == "ready", final.reason
+    (container,) = docker_client.containers.list(filters={"label": f"corral.device={final.id}"})
+    device = Device(corral, final.id, container)
+    href = await device.command("eval_script", script="location.href", timeout=BROWSER_START)
+    assert href["value"].endswith("&animate=1&fps=20")
+    # The frame counter the benchmarks read from the pixels moves: screenshots differ.
+    shots: set[str] = set()
+    async with asyncio.timeout(10):
+        while len(shots) < 3:
+            shots.add((await device.command("screenshot"))["png"])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from agent.drivers.base import Screen
 from agent.drivers.browser import chromium_args, parse_screen, start_url
 from agent.drivers.keys import BACK, playwright_key
-from agent.drivers.targets import Screen, screen_point, seconds
+from agent.drivers.targets import screen_point, seconds
 from agent.exceptions import CommandFailed
 
 
@@ -90,3 +95,21 @@ def test_chromium_window_is_one_pixel_larger_than_the_screen_in_kiosk_mode() -> 
     assert "--kiosk" in args and "--test-type" in args
     assert "--window-position=0,0" in args and "--window-size=1025,769" in args
     assert not [a for a in args if a.startswith("--remote-debugging")]
+
+
+def test_the_agent_says_hello_before_importing_playwright() -> None:
+    """Playwright's import costs ~0.1 s (more on a loaded host), which delayed every device's
+    ready. Checked in a fresh interpreter: this process has imported Playwright already."""
+    script = (
+        "import sys\n"
+        "from agent.client import AgentClient\n"
+        "from agent.drivers import driver_for\n"
+        "driver = driver_for('browser', lambda kind, data: None)\n"
+        "AgentClient('/nonexistent.sock', 'dev1', '/nonexistent.cred', driver=driver)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('playwright', 'PIL', 'pyzbar')))\n"
+    )
+    root = Path(__file__).parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert result.stdout.strip() == "[]"
