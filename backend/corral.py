@@ -382,7 +382,7 @@ class Corral(FlowRunsApi):
                     ("the job worker", stop_worker),
                     ("the flow runner", self._flow_runner.stop),
                     ("the hub", self.hub.stop),
-                    ("the agent event log", self._event_log.stop),
+                    ("the agent event log", lambda: self._event_log.stop(timeout=grace)),
                 ],
             )
         finally:

@@ -15,15 +15,17 @@ fails, the rows stay queued (within the bound) and the supervisor runs the task
 again after its backoff; the hub never waits for any of it. A batch Postgres
 refuses for its content (not for the connection) is dropped and logged, so one
 bad row cannot stop the log. :meth:`EventLog.stop` writes what is queued (for at
-most *flush_timeout* seconds) and ends the task; :meth:`EventLog.start` may be
-called again after it (a host that lost its lock and took it back).
+most *flush_timeout* seconds) and ends the task; what it could not write stays
+queued for :meth:`EventLog.start`, which may be called again after it (a host
+that lost its lock and took it back).
 
 Rows: an agent ``event`` becomes ``source="agent"``, its kind, ``level`` and
 ``message`` taken from its data's ``level`` (one of :data:`LEVELS`, else
 ``info``) and ``message`` (a string, else empty), and the data itself. A finished
 command becomes ``source="hub"``, ``kind="command"``, level ``info`` (ok) or
 ``error``, data ``{name, ok, error, duration_ms}`` (arguments are not kept: they
-may hold typed secrets). ``at`` is when the hub received it. Text is made
+may hold typed secrets). ``at`` is when the hub received the event, or when
+the command finished (it started ``duration_ms`` earlier). Text is made
 storable (NUL and lone surrogates replaced, NaN stored as null); a message is
 cut at :data:`MAX_MESSAGE_CHARS`, data longer than :data:`MAX_DATA_CHARS` bytes
 as JSON is replaced by a note of its size and keys. Rows of a device that no longer exists
@@ -76,9 +78,16 @@ INSERT INTO events (device_id, at, source, level, kind, message, data)
 SELECT u.device_id, u.at, u.source, u.level, u.kind, u.message, u.data::jsonb
 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
     AS u(device_id, at, source, level, kind, message, data)
-WHERE u.device_id IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.id = u.device_id)
 """
-"""-- insert_events -- one batch of rows, in one statement; rows of vanished devices skipped."""
+"""-- insert_events -- one batch of rows, in one statement."""
+_INSERT_KNOWN_DEVICES = (
+    _INSERT + "WHERE u.device_id IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.id = u.device_id)\n"
+)
+"""-- insert_events_known_devices -- the same, skipping rows of devices that no longer exist.
+
+Only after the plain insert failed on the foreign key: the check costs Postgres
+about half again as much per row (EXPLAIN ANALYZE: 41 ms against 27 ms for 1,000 rows).
+"""
 
 
 _Row = tuple[int, int, str | None, datetime, str, str, str, str, str | None]
@@ -122,7 +131,7 @@ class EventLog:
         self._unreported_drops = 0
         self._drops_reported_at = -DROP_LOG_INTERVAL
         self.dropped = 0
-        """Rows dropped so far (queue full, refused by Postgres, or not written by stop)."""
+        """Rows dropped so far (the queue was full, or Postgres refused them)."""
         self.written = 0
         """Rows inserted so far."""
 
@@ -205,26 +214,30 @@ class EventLog:
         self._done.clear()
         self._supervisor.spawn(TASK, self._run)
 
-    async def stop(self) -> None:
-        """Write what is queued (at most *flush_timeout* seconds), then end the task.
+    async def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued, for at most *flush_timeout* seconds (or *timeout* if shorter),
+        then end the task. Never raises (but CancelledError).
 
-        Rows still queued after that are dropped and logged. Never raises (but CancelledError).
+        Rows not written by then stay queued (within the bound, logged) and are written
+        after the next :meth:`start`: a host that lost its lock stops at once and keeps them.
         """
         if not self._running:
             return
         self._stopping = True
         self._arrived.set()
         self._full.set()
+        wait = self._flush_timeout if timeout is None else min(timeout, self._flush_timeout)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._done.wait(), self._flush_timeout)
+            await asyncio.wait_for(self._done.wait(), wait)
         await self._supervisor.stop(TASK)
         self._running = False
         await self._close_connection()
-        if self._rows:
-            self._drop(len(self._rows))
-            self._rows.clear()
-            self._bytes = 0
         self._report_drops(force=True)
+        if self._rows:
+            log.warning(
+                "%d agent event rows not written yet (Postgres unreachable or slow); kept for the next start",
+                len(self._rows),
+            )
 
     async def _run(self) -> None:
         """One supervised run: write batches until stopped; raises DatabaseUnavailable to be retried."""
@@ -271,7 +284,11 @@ class EventLog:
             self._connection = await self._database.connect_raw(application_name="corral-events")
         columns = list(zip(*batch, strict=True))[2:]
         try:
-            await self._connection.execute(_INSERT, *columns)
+            try:
+                await self._connection.execute(_INSERT, *columns)
+            except asyncpg.ForeignKeyViolationError:
+                # A device was removed while its rows waited: write the others.
+                await self._connection.execute(_INSERT_KNOWN_DEVICES, *columns)
         except (*LIBRARY_ERRORS, TimeoutError) as exc:
             error = translate_error(exc)
             if isinstance(error, DatabaseUnavailable):

@@ -241,3 +241,29 @@ async def test_a_corral_host_runs_the_event_log_and_flushes_it_on_stop(
     finally:
         await connection.close()
     assert [tuple(r) for r in rows] == [("gone1", "hub", "command", "error")]
+
+
+async def test_rows_a_stop_could_not_write_are_kept_for_the_next_start(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    away = Database("postgresql+asyncpg://corral@127.0.0.1:9/none", create_async_engine(database.url), None)
+    supervisor = Supervisor(max_backoff=0.2)
+    log = EventLog(away, supervisor)
+    try:
+        for n in range(3):
+            log.add("dev1", "agent", "log", message=f"kept {n}")
+        log.start()
+        await _until(lambda: supervisor.state(TASK).failures >= 1)  # type: ignore[union-attr]
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            await log.stop(timeout=0.0)  # a host that lost its lock stops at once
+        assert time.monotonic() - started < 1.0
+        assert (log.queued, log.dropped, log.written) == (3, 0, 0)
+        assert any(r.getMessage().startswith("3 agent event rows not written yet") for r in caplog.records)
+        away.url = database.url  # Postgres is back, and so is the host
+        log.start()
+        await _until(lambda: log.written == 3)
+    finally:
+        await log.stop()
+        await away.close()
+    assert [r["message"] for r in await _rows(database)] == ["kept 0", "kept 1", "kept 2"]
