@@ -5,8 +5,9 @@ do), 2 a usage error.
 
 Roles (see backend.corral): ``devices``, ``jobs`` and ``doctor`` only read: they
 are clients (no host lock, no sockets, no worker, no writes). ``jobs retry`` and
-``jobs cancel`` write their request as clients. ``provision`` and ``rm`` queue
-jobs; if no host is running they host until those jobs have ended, then stop.
+``jobs cancel`` write their request as clients. ``provision``, ``rm``, ``flow
+run`` and ``exec`` queue jobs; if no host is running they host until those jobs
+have ended, then stop (``flow run`` and ``exec``: backend.cli_runs).
 On a data directory with no database yet, ``devices`` and ``jobs`` say so and
 create nothing; ``doctor`` creates the embedded cluster (it checks that Postgres
 works) and says so. ``flow check`` reads flow files only: no database, no Docker.
@@ -56,8 +57,9 @@ examples:
 host and clients: one Corral process at a time is the host (the window or `corral
 serve`): it runs the jobs and serves the devices. `devices`, `jobs` and `doctor`
 only read. `provision` and `rm` queue jobs for the running host and return (or
-follow them with --wait); if no host is running, they act as the host until the
-jobs they queued have ended, then stop. `jobs retry|cancel` only queue the request.
+follow them with --wait); `flow run` and `exec` follow their runs to the end. If
+no host is running, they act as the host until the jobs they queued have ended,
+then stop. `jobs retry|cancel` only queue the request.
 
 environment: CORRAL_DATABASE_URL (default: embedded Postgres), CORRAL_DATA_DIR,
 CORRAL_DEVICE_NETWORK (none|bridge), DOCKER_HOST; see README.md for the rest.
