@@ -270,27 +270,43 @@ class FlowRuns:
         return [run.id for run in runs]
 
 
-async def _running_step(session: AsyncSession, run_id: int) -> FlowStep | None:
-    return await session.scalar(
+async def _interrupted_steps(session: AsyncSession, run_id: int) -> list[FlowStep]:
+    """The steps the host was on: still ``running`` (it was killed), or failed ``cancelled`` (it stopped)."""
+    rows = await session.scalars(
         select(FlowStep)
-        .where(FlowStep.run_id == run_id, FlowStep.state == "running")
+        .where(
+            FlowStep.run_id == run_id,
+            (FlowStep.state == "running")
+            | ((FlowStep.state == "failed") & FlowStep.error.startswith("cancelled")),
+        )
         .order_by(FlowStep.seq)
-        .limit(1)
     )
+    return list(rows.all())
 
 
 async def _interrupt(session: AsyncSession, run: FlowRun) -> None:
-    """Fail *run* (locked) as interrupted, naming the step its host was on; never runs a step again."""
-    step = await _running_step(session, run.id)
-    if step is not None:
-        where = f"step {step.index} ({step.label})"
+    """Fail *run* (locked) as interrupted, naming the step its host was on; never runs a step again.
+
+    A killed host left that step ``running``; a host that stopped cancelled it,
+    and the interpreter recorded it failed "cancelled". Either way the step's
+    error becomes the run's: the host stopped, nobody cancelled the run.
+    """
+    steps = await _interrupted_steps(session, run.id)
+    if steps:
+        where = f"step {steps[0].index} ({steps[0].label})"
     elif run.state == "queued":
         where = "start"
     else:
         where = f"step {min(run.steps_done + 1, max(run.steps_total, 1))}"
-    await _end(session, run, "failed", f"interrupted: the host stopped during {where}")
-    if step is not None:
-        run.failed_role = step.role
+    error = f"interrupted: the host stopped during {where}"
+    await _end(session, run, "failed", error)
+    if steps:
+        run.failed_role = steps[0].role
+        await session.execute(
+            update(FlowStep)
+            .where(FlowStep.id.in_([step.id for step in steps if step.state == "failed"]))
+            .values(error=error)
+        )
 
 
 async def _end(session: AsyncSession, run: FlowRun, state: str, error: str | None) -> None:

@@ -27,6 +27,24 @@ def farm(pg_server: object, docker_available: None) -> Iterator[Farm]:
         yield made
 
 
+def _ensure_host(farm: Farm) -> None:
+    """Start a host again if a test stopped it (so a failed test does not fail the next ones)."""
+    if farm.host.process.poll() is not None:
+        farm.host = Serve(farm.settings, **host_env(farm.settings))
+
+
+async def _until_waiting(client: Corral, run_ids: list[int]) -> None:
+    """Until every run is at its extendedWaitUntil step (an ended run fails the test at once)."""
+    async with asyncio.timeout(90):
+        while True:
+            runs = [await client.flow_run(run_id) for run_id in run_ids]
+            ended = [(r.id, r.state, r.error) for r in runs if r.finished]
+            assert not ended, ended
+            if all(r.current_step.startswith("extendedWaitUntil") for r in runs):
+                return
+            await asyncio.sleep(0.1)
+
+
 async def _steps(client: Corral, run_ids: list[int]) -> dict[int, list[tuple[int, str, str]]]:
     return {
         run_id: [(s.seq, s.command, s.state) for s in await client.flow_steps(run_id)] for run_id in run_ids
@@ -41,9 +59,7 @@ async def test_sigkill_mid_run_then_restart_ends_every_run_and_records_no_step_t
         flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
         runs = await client.run_flow(flow, devices=farm.devices)
         ids = [r.id for r in runs]
-        async with asyncio.timeout(90):
-            while not all(r.current_step.startswith("extendedWaitUntil") for r in await client.flow_runs()):
-                await asyncio.sleep(0.1)
+        await _until_waiting(client, ids)
         farm.host.process.send_signal(signal.SIGKILL)
         farm.host.stop()
         killed = await _steps(client, ids)
@@ -70,6 +86,34 @@ async def test_sigkill_mid_run_then_restart_ends_every_run_and_records_no_step_t
         for device in farm.devices:
             assert set(await client.command(device, "ping")) == {"pong"}
     finally:
+        _ensure_host(farm)
+        await client.stop()
+
+
+async def test_a_host_stopped_mid_run_ends_it_interrupted_before_it_exits(farm: Farm, tmp_path: Path) -> None:
+    client = await Corral.start(farm.settings, role="client", stream=False)
+    try:
+        flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+        (run,) = await client.run_flow(flow, devices=[farm.devices[1]])
+        await _until_waiting(client, [run.id])
+        assert await asyncio.to_thread(farm.host.stop) == 0  # SIGTERM: the worker's grace, then cancel
+        stopped = await client.flow_run(run.id)
+        assert (stopped.state, stopped.error) == (
+            "failed",
+            "interrupted: the host stopped during step 2"
+            ' (extendedWaitUntil visible text "This text never appears")',
+        )
+        # The job went back to the queue (attempt undone); the next host ends it as its run ended.
+        farm.host = Serve(farm.settings, **host_env(farm.settings))
+        async with asyncio.timeout(30):
+            while next(j.state for j in await client.jobs() if j.id == run.job_id) != "failed":
+                await asyncio.sleep(0.1)
+        assert [(s.command, s.state) for s in await client.flow_steps(run.id)] == [
+            ("launchApp", "passed"),
+            ("extendedWaitUntil", "failed"),
+        ]
+    finally:
+        _ensure_host(farm)
         await client.stop()
 
 
@@ -82,9 +126,7 @@ async def test_device_container_killed_mid_run_fails_the_run_and_the_reconciler_
         (container,) = docker_client.containers.list(filters={"label": f"corral.device={device.id}"})  # type: ignore[attr-defined]
         flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
         (run,) = await client.run_flow(flow, devices=[device.name])
-        async with asyncio.timeout(60):
-            while not (await client.flow_run(run.id)).current_step.startswith("extendedWaitUntil"):
-                await asyncio.sleep(0.1)
+        await _until_waiting(client, [run.id])
         await asyncio.to_thread(container.kill)
         (final,) = await client.wait_flow_runs([run.id], timeout=30)
         assert final.state == "failed"
@@ -98,6 +140,7 @@ async def test_device_container_killed_mid_run_fails_the_run_and_the_reconciler_
                 await asyncio.sleep(0.2)
         assert set(await client.command(device.name, "ping")) == {"pong"}
     finally:
+        _ensure_host(farm)
         await client.stop()
 
 
@@ -115,14 +158,13 @@ async def test_with_no_host_a_queued_run_cancels_at_once_and_flow_run_hosts(
         assert (cancelled.state, cancelled.error) == ("cancelled", "cancelled before it started")
         assert next(j.state for j in await client.jobs() if j.id == queued.job_id) == "cancelled"
         assert await client.flow_steps(queued.id) == []
+        result = await asyncio.to_thread(
+            corral, farm.settings, "flow", "run", str(path), "--device", farm.devices[0]
+        )
+        pinged = await asyncio.to_thread(corral, farm.settings, "exec", farm.devices[1], "ping", "--json")
     finally:
+        _ensure_host(farm)  # the farm's teardown needs a host again
         await client.stop()
-    result = await asyncio.to_thread(
-        corral, farm.settings, "flow", "run", str(path), "--device", farm.devices[0]
-    )
-    pinged = await asyncio.to_thread(corral, farm.settings, "exec", farm.devices[1], "ping", "--json")
-    # The next test's teardown and later tests need a host again.
-    farm.host = Serve(farm.settings, **host_env(farm.settings))
     assert pinged.returncode == 0, pinged.stderr
     assert set(json.loads(pinged.stdout)) == {"pong"}
     assert pinged.stderr.strip().splitlines()[-1] == (
