@@ -5,8 +5,9 @@ do), 2 a usage error.
 
 Roles (see backend.corral): ``devices``, ``jobs`` and ``doctor`` only read: they
 are clients (no host lock, no sockets, no worker, no writes). ``jobs retry`` and
-``jobs cancel`` write their request as clients. ``provision`` and ``rm`` queue
-jobs; if no host is running they host until those jobs have ended, then stop.
+``jobs cancel`` write their request as clients. ``provision``, ``rm``, ``flow
+run`` and ``exec`` queue jobs; if no host is running they host until those jobs
+have ended, then stop (``flow run`` and ``exec``: backend.cli_runs).
 On a data directory with no database yet, ``devices`` and ``jobs`` say so and
 create nothing; ``doctor`` creates the embedded cluster (it checks that Postgres
 works) and says so. ``flow check`` reads flow files only: no database, no Docker.
@@ -27,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend import cli_runs
 from backend.config import Settings, settings_problems, unknown_variables
 from backend.corral import DEVICE_KINDS, Corral, Role
 from backend.devices.states import DeviceState
@@ -49,12 +51,15 @@ examples:
   corral serve                             run the backend without a window
   corral doctor                            check Docker, Postgres and the display
   corral flow check login-check.yaml       check a flow file (no device, no database)
+  corral flow run login-check.yaml --device browser-1    run it (see `corral flow run -h`)
+  corral exec browser-1 open_url https://example.org     one command (see `corral exec -h`)
 
 host and clients: one Corral process at a time is the host (the window or `corral
 serve`): it runs the jobs and serves the devices. `devices`, `jobs` and `doctor`
 only read. `provision` and `rm` queue jobs for the running host and return (or
-follow them with --wait); if no host is running, they act as the host until the
-jobs they queued have ended, then stop. `jobs retry|cancel` only queue the request.
+follow them with --wait); `flow run` and `exec` follow their runs to the end. If
+no host is running, they act as the host until the jobs they queued have ended,
+then stop. `jobs retry|cancel` only queue the request.
 
 environment: CORRAL_DATABASE_URL (default: embedded Postgres), CORRAL_DATA_DIR,
 CORRAL_DEVICE_NETWORK (none|bridge), DOCKER_HOST; see README.md for the rest.
@@ -218,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a variable (repeatable)",
     )
+    cli_runs.add_flow_run_parser(flow_commands)
+    cli_runs.add_exec_parser(commands)
     return parser
 
 
@@ -560,6 +567,7 @@ async def _flow_check(args: argparse.Namespace) -> int:
 
 _FLOW_ACTIONS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "check": _flow_check,
+    "run": cli_runs.flow_run,
 }
 
 
@@ -577,6 +585,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] =
     "db": _db,
     "doctor": _doctor,
     "flow": _flow,
+    "exec": cli_runs.exec_command,
 }
 
 

@@ -38,6 +38,10 @@ from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.exceptions import CorralError
+from backend.flows.runs import FlowRuns
+from backend.flows.runs_api import FlowRunsApi
+from backend.flows.runs_handler import FlowRunner
+from backend.flows.runs_service import RunService
 from backend.host import HostInfo, HostLock, find_host, publish_tasks
 from backend.hub import AgentEvent, CommandOutcome, Hub, HubListener
 from backend.hub.eventlog import EventLog
@@ -48,7 +52,13 @@ from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
 from backend.stream.admission import Scope as StreamScope
 from backend.supervisor import Supervisor, run_steps
-from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
+from backend.types import (
+    DeviceInfo,
+    DeviceListener,
+    Health,
+    JobInfo,
+    JobsListener,
+)
 
 __all__ = ["Corral"]
 
@@ -118,7 +128,7 @@ class _HubEvents(HubListener):
         await self._events.stop()
 
 
-class Corral:
+class Corral(FlowRunsApi):
     """Start with :meth:`start`, stop with :meth:`stop`. See ``backend.api`` for the contract."""
 
     def __init__(
@@ -140,6 +150,9 @@ class Corral:
         self.hub = Hub(settings, self._hub_events)
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
         self.jobs_store = JobManager(database)
+        self._flow_runs = FlowRuns(database)
+        self._flow_runner = FlowRunner(settings, database, self._flow_runs, self.store, self.hub)
+        self._runs = RunService(settings.data_dir, database, self._flow_runs, self.store)
         self._listeners: list[DeviceListener] = []
         self._job_listeners: list[JobsListener] = []
         self._worker: Worker | None = None
@@ -286,9 +299,14 @@ class Corral:
         for device in await self.store.list():
             if device.state in ACTIVE_STATES:
                 await self._serve_device(device.id)
+        # Runs a host killed between a run's start and its job's end are ended now.
+        try:
+            await self._flow_runs.reap_abandoned()
+        except CorralError as exc:
+            log.warning("could not end abandoned flow runs: %s", exc)
         self._worker = Worker(
             self.database,
-            self.handlers.handlers(),
+            {**self.handlers.handlers(), **self._flow_runner.handlers()},
             concurrency=self.settings.job_concurrency,
             lease_seconds=self.settings.job_lease_seconds,
         )
@@ -362,6 +380,7 @@ class Corral:
                 [
                     ("the reconciler", stop_reconciler),
                     ("the job worker", stop_worker),
+                    ("the flow runner", self._flow_runner.stop),
                     ("the hub", self.hub.stop),
                     ("the agent event log", lambda: self._event_log.stop(timeout=grace)),
                 ],
@@ -403,6 +422,7 @@ class Corral:
                 ("the host lock watch", lambda: self.supervisor.stop(HOST_TASK)),
                 ("host work", lambda: self._stop_host_work(grace=10.0)),
                 ("agent event rows", self._hub_events.stop),
+                ("flow run listeners", self._runs.stop),
                 ("the host lock", release_lock),
                 ("background tasks", self.supervisor.stop_all),
                 ("the stream proxy", stop_stream),

@@ -45,21 +45,22 @@ class JobManager:
         payload: dict[str, Any] | None = None,
         priority: int = 0,
         max_attempts: int = 3,
-    ) -> None:
+    ) -> Job:
         """Queue a job in *session*'s transaction: it exists, and workers wake, only on commit.
 
         Higher *priority* runs first. Handlers must be idempotent (see
-        :data:`~backend.jobs.context.Handler`).
+        :data:`~backend.jobs.context.Handler`). Returns the new row (its id is set
+        once the session flushes).
         """
-        session.add(
-            Job(
-                kind=kind,
-                device_id=device_id,
-                payload=dict(payload or {}),
-                priority=priority,
-                max_attempts=max_attempts,
-            )
+        job = Job(
+            kind=kind,
+            device_id=device_id,
+            payload=dict(payload or {}),
+            priority=priority,
+            max_attempts=max_attempts,
         )
+        session.add(job)
+        return job
 
     @staticmethod
     async def cancel_for_devices(session: AsyncSession, device_ids: Sequence[str], kind: str) -> None:
@@ -76,6 +77,30 @@ class JobManager:
             .where(*mine, Job.state == "running")
             .values(cancel_requested=True, updated_at=func.now())
         )
+
+    @staticmethod
+    async def cancel_in(session: AsyncSession, job_id: int) -> str | None:
+        """Cancel job *job_id* in *session*'s transaction; returns its state afterwards (None: no such job).
+
+        A queued job is ``cancelled`` at once; a running one gets its cancel flag
+        (its handler stops at its next checkpoint) and stays ``running``; an
+        ended one is left as it is.
+        """
+        job = await session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            return None
+        if job.state == "queued":
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(state="cancelled", finished_at=func.now(), updated_at=func.now())
+            )
+            return "cancelled"
+        if job.state == "running":
+            await session.execute(
+                update(Job).where(Job.id == job_id).values(cancel_requested=True, updated_at=func.now())
+            )
+        return job.state
 
     @staticmethod
     async def latest_payload(session: AsyncSession, device_id: str, kind: str) -> dict[str, Any] | None:

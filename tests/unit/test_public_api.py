@@ -1,4 +1,4 @@
-"""Every backend and agent module exports exactly what its ``__all__`` promises."""
+"""Every backend, agent and client module exports exactly what its ``__all__`` promises."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 
 import agent
 import backend
+import corral
 
 
 def _modules() -> list[str]:
     names = []
-    for package in (agent, backend):
+    for package in (agent, backend, corral):
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
             if ".migrations" not in info.name and info.name != "agent.__main__":
                 names.append(info.name)
@@ -32,3 +33,9 @@ def test_the_app_facing_api_is_complete() -> None:
     api = importlib.import_module("backend.api")
     for name in ("Corral", "CorralError", "DeviceInfo", "JobInfo", "Health", "Settings", "DEVICE_KINDS"):
         assert name in api.__all__
+
+
+def test_the_client_package_names_its_api() -> None:
+    client = importlib.import_module("corral")
+    for name in ("connect", "Client", "DeviceHandle", "RunResult", "StepResult", "CorralError", "FlowError"):
+        assert name in client.__all__
