@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -21,34 +21,28 @@ from PySide6.QtWidgets import (
 )
 
 from app.dialogs.add_devices import AddDevicesDialog
+from app.errors import describe_error
 from app.jobs_feed import JobsFeed
 from app.models.devices import LIVE_STATES, DeviceTableModel
 from app.models.jobs import JobTableModel
 from app.paths import missing_assets
-from app.ports import Backend
+from app.ports import Backend, FlowLoader
 from app.theme import icon
+from app.widgets.device_selection import DeviceSelection
+from app.widgets.flow_launcher import FlowLauncher
 from app.widgets.grid_view import LAYOUTS, Encoding, GridView
 from app.widgets.jobs_panel import JobsPanel
 from app.widgets.sidebar import Sidebar
 from app.widgets.status import DockerBanner, StatusBar
-from backend.api import CorralError, DeviceInfo, Health, JobInfo
+from backend.api import CorralError, DeviceInfo, FlowError, FlowProblem, Health, JobInfo
 
-__all__ = ["HEALTH_INTERVAL_MS", "MainWindow"]
+__all__ = ["HEALTH_INTERVAL_MS", "MainWindow", "describe_error"]
 
 logger = logging.getLogger(__name__)
 
 HEALTH_INTERVAL_MS = 5000
 _HEALTH_TIMEOUT_S = 10.0
 _LAYOUT_LABELS = {1: "1", 2: "2×2", 3: "3×3", 4: "4×4"}  # noqa: RUF001
-
-
-def describe_error(exc: BaseException) -> str:
-    """What the operator reads: the backend's own message, or a plain fallback."""
-    if isinstance(exc, CorralError):
-        return str(exc)
-    if isinstance(exc, TimeoutError):
-        return "The backend did not answer in time. Try again; if it persists, restart Corral."
-    return f"Unexpected error: {exc or type(exc).__name__}. Details are in the log."
 
 
 class MainWindow(QMainWindow):
@@ -66,7 +60,13 @@ class MainWindow(QMainWindow):
     devices_loaded = Signal()
 
     def __init__(
-        self, backend: Backend, parent: QWidget | None = None, *, grid_encoding: Encoding = "raw"
+        self,
+        backend: Backend,
+        parent: QWidget | None = None,
+        *,
+        grid_encoding: Encoding = "raw",
+        flow_loader: FlowLoader | None = None,
+        settings: QSettings | None = None,
     ) -> None:
         super().__init__(parent)
         self._backend = backend
@@ -115,6 +115,15 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self._jobs_dock], [270], Qt.Orientation.Vertical)
         self._jobs_dock.hide()
 
+        self._selection = DeviceSelection(self._sidebar, self._grid, self)
+        self._settings = settings or QSettings(
+            QSettings.Format.IniFormat, QSettings.Scope.UserScope, "corral", "app", self
+        )
+        self._launcher = FlowLauncher(
+            backend, self._model, self._selection.ids, flow_loader or _no_flows, self._settings, self
+        )
+        self._sidebar.set_menu_actions([self._launcher.action()])
+
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
@@ -130,7 +139,8 @@ class MainWindow(QMainWindow):
         self._model.dataChanged.connect(self._on_model_rows_changed)
         self._sidebar.remove_requested.connect(self._on_sidebar_remove_requested)
         self._sidebar.show_requested.connect(self._on_sidebar_show_requested)
-        self._sidebar.selection_changed.connect(self._on_sidebar_selection_changed)
+        self._selection.changed.connect(self._on_selection_changed)
+        self._launcher.message.connect(self._status.showMessage)
         self._grid.focus_changed.connect(self._on_grid_focus_changed)
         self._grid.control_changed.connect(self._on_grid_control_changed)
         self._grid.context_menu_requested.connect(self._on_grid_context_menu_requested)
@@ -176,8 +186,14 @@ class MainWindow(QMainWindow):
     def jobs_feed(self) -> JobsFeed:
         return self._jobs_feed
 
+    def selection(self) -> DeviceSelection:
+        return self._selection
+
+    def launcher(self) -> FlowLauncher:
+        return self._launcher
+
     def action(self, name: str) -> QAction:
-        """A toolbar/menu action by name: add, remove, layout-1..4, back, control, jobs, stats, quit."""
+        """An action by name: add, remove, run-flow, layout-1..4, back, control, jobs, stats, quit."""
         return self._actions[name]
 
     # -- public slots ----------------------------------------------------------
@@ -272,7 +288,7 @@ class MainWindow(QMainWindow):
         self._grid.focus_pane(device_id)
 
     @Slot(list)
-    def _on_sidebar_selection_changed(self, device_ids: list[str]) -> None:
+    def _on_selection_changed(self, device_ids: list[str]) -> None:
         self._update_actions()
 
     @Slot(str)
@@ -297,6 +313,10 @@ class MainWindow(QMainWindow):
     def _on_grid_context_menu_requested(self, pane_id: str, position: QPoint) -> None:
         menu = QMenu(self)
         if pane_id:
+            if pane_id not in self._selection.ids():
+                self._selection.select([pane_id])
+            menu.addAction(self._launcher.action())
+            menu.addSeparator()
             focused = self._grid.focused_pane() == pane_id
             in_control = self._grid.control_pane() == pane_id
             if focused:
@@ -388,6 +408,7 @@ class MainWindow(QMainWindow):
                 self._unsubscribe()
                 self._unsubscribe = None
             self._jobs_feed.stop()
+            self._launcher.stop()
             for task in list(self._tasks):
                 task.cancel()
             if self._dialog is not None:
@@ -511,6 +532,7 @@ class MainWindow(QMainWindow):
         return ""
 
     def _update_actions(self) -> None:
+        self._launcher.update_enabled()
         self._actions["remove"].setEnabled(bool(self._sidebar.selected_ids() or self._grid.focused_pane()))
         self._actions["back"].setEnabled(bool(self._grid.focused_pane()))
         control = self._actions["control"]
@@ -529,6 +551,7 @@ class MainWindow(QMainWindow):
         a["remove"] = QAction(icon("remove"), "Remove", self)
         a["remove"].setToolTip("Remove the selected devices")
         a["remove"].triggered.connect(self.remove_selected)
+        a["run-flow"] = self._launcher.action()
         layouts = QActionGroup(self)
         layouts.setExclusive(True)
         for columns in LAYOUTS:
@@ -572,6 +595,7 @@ class MainWindow(QMainWindow):
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         bar.addAction(self._actions["add"])
         bar.addAction(self._actions["remove"])
+        bar.addAction(self._actions["run-flow"])
         bar.addSeparator()
         for columns in LAYOUTS:
             bar.addAction(self._actions[f"layout-{columns}"])
@@ -588,6 +612,9 @@ class MainWindow(QMainWindow):
         devices = menus.addMenu("&Devices")
         devices.addAction(self._actions["add"])
         devices.addAction(self._actions["remove"])
+        devices.addSeparator()
+        devices.addAction(self._actions["run-flow"])
+        devices.addMenu(self._launcher.recent_menu())
         view = menus.addMenu("&View")
         for columns in LAYOUTS:
             view.addAction(self._actions[f"layout-{columns}"])
@@ -597,3 +624,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self._actions["jobs"])
         view.addAction(self._actions["stats"])
+
+
+def _no_flows(path: object, env: object) -> object:
+    raise FlowError([FlowProblem(str(path), None, None, "this build of Corral cannot read flow files")])

@@ -14,6 +14,7 @@
 //   control_changed(id, on)              pane_disconnected(id, clean)
 //   frame_stats_toggled(on)              frame_stats_reported(json)
 //   script_posted(request, script)       script_finished(request, json)
+//   selection_changed(json ids)          pane_clicked(id, toggle)
 //
 // After page_ready() Qt replays its whole state, so a reloaded page (e.g. after
 // a renderer crash) recovers without help. Pane URLs carry single-use tokens:
@@ -69,6 +70,7 @@ const panes = new Map();
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 let bridge = null;
 let focusedId = "";
+let selectedIds = new Set();
 let statsEnabled = false;
 
 class FrameCounter {
@@ -149,6 +151,7 @@ class Pane {
     this.fpsEl = this.el.querySelector(".fps");
     this.overlayText = this.el.querySelector(".overlay-text");
     this.controlButton = this.el.querySelector(".control");
+    this.header = this.el.querySelector(".pane-header");
     this.rfb = null;
     this.counter = null;
     this.control = false;
@@ -160,6 +163,13 @@ class Pane {
     this.controlButton.addEventListener("click", (event) => {
       event.stopPropagation();
       bridge?.control_toggle_requested(this.id, !this.control);
+    });
+    // A click on the header selects the pane (Ctrl or Shift: adds or takes it away).
+    this.header.addEventListener("click", (event) => {
+      if (event.target.closest(".control")) {
+        return;
+      }
+      bridge?.pane_clicked(this.id, event.ctrlKey || event.metaKey || event.shiftKey);
     });
   }
 
@@ -310,6 +320,7 @@ function addPane(id, name, state, url) {
   }
   pane.update(name, state);
   pane.el.classList.toggle("focused", id === focusedId);
+  pane.el.classList.toggle("selected", selectedIds.has(id));
   pane.connect(url);
   refreshEmptyState();
 }
@@ -336,6 +347,17 @@ function focusPane(id) {
     if (pane.control) {
       pane.rfb?.focus();
     }
+  }
+}
+
+function setSelection(json) {
+  try {
+    selectedIds = new Set(JSON.parse(json));
+  } catch {
+    selectedIds = new Set();
+  }
+  for (const pane of panes.values()) {
+    pane.el.classList.toggle("selected", selectedIds.has(pane.id));
   }
 }
 
@@ -436,6 +458,7 @@ window.corralGrid = {
   viewOnly: (id) => panes.get(id)?.rfb?.viewOnly ?? null,
   connected: (id) => panes.get(id)?.connected ?? false,
   focusedId: () => focusedId,
+  selectedIds: () => [...panes.values()].filter((p) => p.el.classList.contains("selected")).map((p) => p.id),
   jpegRects: decodedJpegRects,
   stats: () => Object.fromEntries([...panes.values()].map((p) => [p.id, p.stats()])),
 };
@@ -469,6 +492,7 @@ new QWebChannel(qt.webChannelTransport, (channel) => {
   qtBridge.control_changed.connect((id, on) => panes.get(id)?.setControl(on));
   qtBridge.frame_stats_toggled.connect(toggleStats);
   qtBridge.script_posted.connect(runScript);
+  qtBridge.selection_changed.connect(setSelection);
   bridge = qtBridge;
   bridge.page_ready();
 });

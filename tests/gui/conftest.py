@@ -48,6 +48,16 @@ def _display() -> None:
         missing("display", "no X display (run under Xvfb)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _app_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The app's QSettings (recent flows…) go to a temp dir, never the user's."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("qsettings")
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
+
+
 @pytest.fixture(scope="session")
 def stream_farm() -> Iterator[Any]:
     """The real stream proxy in front of a directory of fake devices (one per session)."""
