@@ -4,6 +4,23 @@ Messages: one JSON text frame carries one message. Every message is a pydantic
 model keyed by its ``type`` literal; :func:`decode` turns a frame into a model or
 raises :class:`ProtocolError`, :func:`encode` does the reverse.
 
+Frame sizes: a ``result`` may be up to :data:`MAX_RESULT_BYTES` (8 MiB), because
+it carries screenshots as base64 PNG (a 1920x1080 page is 0.1-2 MB of PNG, a
+noise-like full screen about 6 MB, x4/3 in base64). Every other message is at most
+:data:`MAX_FRAME_BYTES` (1 MiB): :func:`decode` refuses a bigger one with
+``frame_too_large``, and the agent reads no bigger frame from the hub. An agent
+must not send a larger result (the hub closes the connection with 1009, and every
+command pending on it fails); it reports a too-large screenshot as a failed result.
+
+Memory on the host: the hub lets only a device's live connection, after its
+hello, send frames of MAX_RESULT_BYTES; the others (at most 3 more per device:
+one being replaced, the rest still in their handshake, which cannot send
+messages) stay at MAX_FRAME_BYTES. The hub reads a frame only once the previous
+one left websockets' queue (``max_queue`` 1), so a connection holds at most
+about three frames at once (one arriving, one queued, one being decoded): per
+device at most 3 x 8 MiB + 3 x 3 x 1 MiB = 33 MiB, reached only by a device that
+floods maximal frames on purpose; a normal screenshot costs a few MB, once.
+
 Authentication: the host writes the device's *credential* to
 ``/run/corral/agent.cred`` (:data:`CREDENTIAL_FILE`, 0600, owned by the device
 uid; never in the container's environment). It is one JSON object,
@@ -38,6 +55,7 @@ __all__ = [
     "CREDENTIAL_FILE",
     "CREDENTIAL_KEY_BYTES",
     "MAX_FRAME_BYTES",
+    "MAX_RESULT_BYTES",
     "PROTOCOL_VERSION",
     "SESSION_TOKEN_VERSION",
     "Command",
@@ -58,7 +76,9 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
-"""Largest frame either side accepts; bigger ones are refused by the transport."""
+"""Largest message but a result, either way; the agent's transport refuses bigger frames."""
+MAX_RESULT_BYTES = 8 << 20
+"""Largest ``result`` frame (screenshots travel in results); see the module docstring."""
 
 
 class ProtocolError(ValueError):
@@ -118,17 +138,26 @@ def encode(message: Hello | Command | Result | Event | ErrorMessage) -> str:
 
 
 def decode(frame: str | bytes) -> Hello | Command | Result | Event | ErrorMessage:
-    """Parse one frame. Raises ProtocolError (never anything else) when it is not a message."""
+    """Parse one frame. Raises ProtocolError (never anything else) when it is not a message.
+
+    A result may be up to MAX_RESULT_BYTES long, any other message up to
+    MAX_FRAME_BYTES (``frame_too_large`` otherwise).
+    """
     if isinstance(frame, bytes):
         raise ProtocolError("binary_frame", "binary frames are not part of the protocol")
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError("frame_too_large", f"frame exceeds {MAX_FRAME_BYTES} bytes")
+    if len(frame) > MAX_RESULT_BYTES:
+        raise ProtocolError("frame_too_large", f"frame exceeds {MAX_RESULT_BYTES} bytes")
     try:
-        return _adapter.validate_json(frame)
+        message = _adapter.validate_json(frame)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "frame"
         raise ProtocolError("invalid_message", f"{where}: {first['msg']}") from exc
+    if len(frame) > MAX_FRAME_BYTES and not isinstance(message, Result):
+        raise ProtocolError(
+            "frame_too_large", f"a {message.type} frame exceeds {MAX_FRAME_BYTES} bytes (only results may)"
+        )
+    return message
 
 
 # --- authentication ------------------------------------------------------------------

@@ -9,7 +9,7 @@ are clients (no host lock, no sockets, no worker, no writes). ``jobs retry`` and
 jobs; if no host is running they host until those jobs have ended, then stop.
 On a data directory with no database yet, ``devices`` and ``jobs`` say so and
 create nothing; ``doctor`` creates the embedded cluster (it checks that Postgres
-works) and says so.
+works) and says so. ``flow check`` reads flow files only: no database, no Docker.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend import cli_runs
 from backend.config import Settings, settings_problems, unknown_variables
 from backend.corral import DEVICE_KINDS, Corral, Role
 from backend.devices.states import DeviceState
@@ -48,6 +49,9 @@ examples:
   corral images build                      build the browser device image now
   corral serve                             run the backend without a window
   corral doctor                            check Docker, Postgres and the display
+  corral flow check login-check.yaml       check a flow file (no device, no database)
+  corral flow run login-check.yaml --device browser-1    run it (see `corral flow run -h`)
+  corral exec browser-1 open_url https://example.org     one command (see `corral exec -h`)
 
 host and clients: one Corral process at a time is the host (the window or `corral
 serve`): it runs the jobs and serves the devices. `devices`, `jobs` and `doctor`
@@ -94,6 +98,21 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
     return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+FLOW_EPILOG = """\
+examples:
+  corral flow check login-check.yaml             ok: login-check.yaml (9 steps)
+  corral flow check flows/ --env USER=alice      every *.yaml/*.yml in flows/
+  a problem reads `file:line: command: message`; exit status 2 if any.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("revision", help="target revision, e.g. base")
 
     commands.add_parser("doctor", help="check Docker, Postgres and the display; show the host (reads only)")
+
+    flow = commands.add_parser(
+        "flow",
+        help="check and run flows (Maestro's YAML format)",
+        epilog=FLOW_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flow_commands = flow.add_subparsers(dest="flow_command", metavar="ACTION", required=True)
+    check = flow_commands.add_parser(
+        "check",
+        help="check flow files without running them (no device, no database)",
+        description="Check flow files: each unknown command, bad argument, missing variable or role, by line",
+        epilog=FLOW_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument(
+        "paths", nargs="+", metavar="FILE", help="flow files, or folders of *.yaml/*.yml files"
+    )
+    check.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variable (repeatable)",
+    )
+    cli_runs.add_flow_run_parser(flow_commands)
+    cli_runs.add_exec_parser(commands)
     return parser
 
 
@@ -507,6 +554,25 @@ async def _doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _flow_check(args: argparse.Namespace) -> int:
+    from backend.flows.checking import check_paths
+
+    report = await asyncio.to_thread(check_paths, args.paths, dict(args.env))
+    for line in report.lines:
+        print(line)
+    return 0 if report.ok else 2
+
+
+_FLOW_ACTIONS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "check": _flow_check,
+    "run": cli_runs.flow_run,
+}
+
+
+async def _flow(args: argparse.Namespace) -> int:
+    return await _FLOW_ACTIONS[args.flow_command](args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "devices": _devices,
     "jobs": _jobs,
@@ -516,6 +582,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] =
     "images": _images,
     "db": _db,
     "doctor": _doctor,
+    "flow": _flow,
+    "exec": cli_runs.exec_command,
 }
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from backend.auth import tokens
 from backend.config import Settings, rundir
@@ -38,8 +38,13 @@ from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.exceptions import CorralError
+from backend.flows.model import Flow
+from backend.flows.runs import FlowRuns
+from backend.flows.runs_handler import FlowRunner
+from backend.flows.runs_service import RunService
 from backend.host import HostInfo, HostLock, find_host, publish_tasks
-from backend.hub import Hub, HubListener
+from backend.hub import AgentEvent, CommandOutcome, Hub, HubListener
+from backend.hub.eventlog import EventLog
 from backend.hub.events import EventCoalescer
 from backend.jobs.manager import JobManager
 from backend.jobs.worker import Worker
@@ -47,7 +52,16 @@ from backend.runtime.base import Runtime
 from backend.runtime.exceptions import DeviceRuntimeError
 from backend.stream.admission import Scope as StreamScope
 from backend.supervisor import Supervisor, run_steps
-from backend.types import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener
+from backend.types import (
+    DeviceInfo,
+    DeviceListener,
+    FlowRunInfo,
+    FlowRunsListener,
+    FlowStepInfo,
+    Health,
+    JobInfo,
+    JobsListener,
+)
 
 __all__ = ["Corral"]
 
@@ -94,10 +108,18 @@ def _job_info(job: Job) -> JobInfo:
 
 
 class _HubEvents(HubListener):
-    """Agent disconnects and refusals as device events, coalesced (see EventCoalescer)."""
+    """Agent disconnects and refusals as device events, coalesced (see EventCoalescer);
+    agent events and finished commands as ``events`` rows, in batches (see EventLog)."""
 
-    def __init__(self, store: DeviceStore) -> None:
+    def __init__(self, store: DeviceStore, log: EventLog) -> None:
         self._events = EventCoalescer(store.add_event)
+        self._log = log
+
+    def on_event(self, device_id: str, event: AgentEvent) -> None:
+        self._log.agent_event(device_id, event)
+
+    def on_command(self, device_id: str, outcome: CommandOutcome) -> None:
+        self._log.command(device_id, outcome)
 
     def on_disconnect(self, device_id: str) -> None:
         self._events.add(device_id, "agent", "agent disconnected")
@@ -126,10 +148,14 @@ class Corral:
         self._secret = secret
         self.supervisor = supervisor or Supervisor()
         self.store = DeviceStore(database, max_attempts=settings.job_max_attempts)
-        self._hub_events = _HubEvents(self.store)
+        self._event_log = EventLog(database, self.supervisor)
+        self._hub_events = _HubEvents(self.store, self._event_log)
         self.hub = Hub(settings, self._hub_events)
         self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
         self.jobs_store = JobManager(database)
+        self._flow_runs = FlowRuns(database)
+        self._flow_runner = FlowRunner(settings, database, self._flow_runs, self.store, self.hub)
+        self._runs = RunService(settings.data_dir, database, self._flow_runs, self.store)
         self._listeners: list[DeviceListener] = []
         self._job_listeners: list[JobsListener] = []
         self._worker: Worker | None = None
@@ -270,14 +296,20 @@ class Corral:
     async def _become_host(self) -> None:
         log.info("host role taken: starting host work (%s)", self._lock.name if self._lock else "?")
         self._hosting = True
+        self._event_log.start()
         # Devices that were up when the last host stopped get their hub socket back;
         # their agents reconnect on their own.
         for device in await self.store.list():
             if device.state in ACTIVE_STATES:
                 await self._serve_device(device.id)
+        # Runs a host killed between a run's start and its job's end are ended now.
+        try:
+            await self._flow_runs.reap_abandoned()
+        except CorralError as exc:
+            log.warning("could not end abandoned flow runs: %s", exc)
         self._worker = Worker(
             self.database,
-            self.handlers.handlers(),
+            {**self.handlers.handlers(), **self._flow_runner.handlers()},
             concurrency=self.settings.job_concurrency,
             lease_seconds=self.settings.job_lease_seconds,
         )
@@ -351,7 +383,9 @@ class Corral:
                 [
                     ("the reconciler", stop_reconciler),
                     ("the job worker", stop_worker),
+                    ("the flow runner", self._flow_runner.stop),
                     ("the hub", self.hub.stop),
+                    ("the agent event log", self._event_log.stop),
                 ],
             )
         finally:
@@ -391,6 +425,7 @@ class Corral:
                 ("the host lock watch", lambda: self.supervisor.stop(HOST_TASK)),
                 ("host work", lambda: self._stop_host_work(grace=10.0)),
                 ("agent event rows", self._hub_events.stop),
+                ("flow run listeners", self._runs.stop),
                 ("the host lock", release_lock),
                 ("background tasks", self.supervisor.stop_all),
                 ("the stream proxy", stop_stream),
@@ -500,6 +535,55 @@ class Corral:
                 listener()
             except Exception:
                 log.exception("jobs listener failed")
+
+    # --- flow runs and single commands (see backend.flows.runs) ---------------------
+
+    async def run_flow(
+        self,
+        flow: Flow,
+        *,
+        devices: Sequence[str] = (),
+        roles: Mapping[str, str] | None = None,
+        batch: str | None = None,
+    ) -> list[FlowRunInfo]:
+        """Start *flow* on *devices* (one run each) or on its *roles* devices (one run); returns at once.
+
+        Devices by id or name; *batch* joins an earlier request's batch. Raises
+        InvalidRun (before anything is written) when they do not fit.
+        """
+        return await self._runs.run_flow(flow, devices=devices, roles=roles, batch=batch)
+
+    async def flow_runs(self, *, batch: str | None = None, limit: int = 200) -> list[FlowRunInfo]:
+        """Newest first; *batch* keeps the runs of one request."""
+        return await self._runs.runs(batch=batch, limit=limit)
+
+    async def flow_run(self, run_id: int) -> FlowRunInfo:
+        return await self._runs.run(run_id)
+
+    async def flow_steps(self, run_id: int) -> list[FlowStepInfo]:
+        """The run's steps in the order they started."""
+        return await self._runs.steps(run_id)
+
+    async def cancel_flow_run(self, run_id: int) -> FlowRunInfo:
+        """Cancel a queued run at once, a running one at its step in flight; an ended one stays."""
+        return await self._runs.cancel(run_id)
+
+    def add_flow_runs_listener(self, listener: FlowRunsListener) -> Callable[[], None]:
+        """Call *listener* with a run's snapshot whenever it or its steps change; returns unsubscribe."""
+        return self._runs.add_listener(listener)
+
+    async def wait_flow_runs(self, run_ids: Sequence[int], timeout: float | None = None) -> list[FlowRunInfo]:
+        """Wait until every run has ended; raises TimeoutError after *timeout* seconds."""
+        return await self._runs.wait(run_ids, timeout)
+
+    async def command(
+        self, device: str, name: str, args: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run one agent command (``corral exec``) as a one-step run; return its result data.
+
+        Raises InvalidRun for a bad request, CommandFailed when it failed on the device.
+        """
+        return await self._runs.command(device, name, args, timeout)
 
     # --- change stream ---------------------------------------------------------------
 

@@ -6,6 +6,7 @@
     ├── DatabaseError        backend.db.exceptions
     ├── DeviceError          backend.devices.exceptions
     ├── DeviceRuntimeError   backend.runtime.exceptions
+    ├── FlowError            backend.flows.model (every problem of a flow file)
     ├── HubError             backend.hub.exceptions
     ├── JobError             backend.jobs.exceptions
     └── StreamError          backend.stream.exceptions

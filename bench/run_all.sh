@@ -18,6 +18,7 @@ benches=(
     "stream_proxy bench/stream_proxy.py"
     "grid_fps_4 bench/grid_fps.py --panes 4"
     "grid_fps_16_light bench/grid_fps.py --panes 16 --source xvnc --animator x11"
+    "flows bench/flows.py"
 )
 
 failed=()

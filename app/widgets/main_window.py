@@ -34,7 +34,7 @@ from app.widgets.grid_view import LAYOUTS, Encoding, GridView
 from app.widgets.jobs_panel import JobsPanel
 from app.widgets.sidebar import Sidebar
 from app.widgets.status import DockerBanner, StatusBar
-from backend.api import CorralError, DeviceInfo, FlowError, FlowProblem, Health, JobInfo
+from backend.api import CorralError, DeviceInfo, Health, JobInfo, load_flow
 
 __all__ = ["HEALTH_INTERVAL_MS", "MainWindow", "describe_error"]
 
@@ -120,7 +120,7 @@ class MainWindow(QMainWindow):
             QSettings.Format.IniFormat, QSettings.Scope.UserScope, "corral", "app", self
         )
         self._launcher = FlowLauncher(
-            backend, self._model, self._selection.ids, flow_loader or _no_flows, self._settings, self
+            backend, self._model, self._selection.ids, flow_loader or load_flow, self._settings, self
         )
         self._sidebar.set_menu_actions([self._launcher.action()])
 
@@ -624,7 +624,3 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self._actions["jobs"])
         view.addAction(self._actions["stats"])
-
-
-def _no_flows(path: object, env: object) -> object:
-    raise FlowError([FlowProblem(str(path), None, None, "this build of Corral cannot read flow files")])

@@ -24,39 +24,56 @@ likes, so what it can cost the host is bounded per device:
 - a connection must complete its handshake within HANDSHAKE_TIMEOUT seconds;
 - refusals are logged at most REFUSALS_LOGGED_PER_SECOND a second per device,
   the rest counted in one summary line, so a flood cannot fill the disk.
+
+Commands (:meth:`Hub.command`) belong to the connection they were sent on. Their
+ids are random (:mod:`backend.hub.session`), and a result completes a command only
+when it arrives on that same connection while the command is pending: a result
+with any other id (unknown, late, another connection's or device's) is counted
+(:meth:`Hub.stray_results`) and dropped. Many commands may be in flight at once.
+When a connection ends (closed, dropped, replaced, keepalive lost, hub stopped),
+every command pending on it fails at once with AgentDisconnected, not after its
+timeout. Each finished command is reported to :meth:`HubListener.on_command`.
+
+Keepalive: the hub pings every agent every *ping_interval* seconds and drops a
+connection whose pong is *ping_timeout* seconds late.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, unix_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from agent.protocol import MAX_FRAME_BYTES, Command, Event, Hello, Result, encode
+from agent.protocol import MAX_FRAME_BYTES, MAX_RESULT_BYTES, Event, Hello, Result
 from backend.auth.credentials import DeviceCredentials
 from backend.auth.exceptions import TokenError
 from backend.config import Settings, rundir
 from backend.config.exceptions import RuntimeDirError
 from backend.config.paths import AGENT_CREDENTIAL, HUB_SOCKET
-from backend.hub.exceptions import HubError
-from backend.hub.session import AgentSession
+from backend.hub.exceptions import AgentDisconnected, CommandTimeout, HubError
+from backend.hub.session import AgentSession, CommandTooLarge
 
 __all__ = [
     "ACCEPT_BACKLOG",
     "HANDSHAKE_TIMEOUT",
     "MAX_CONNECTIONS_PER_DEVICE",
+    "PING_INTERVAL",
+    "PING_TIMEOUT",
+    "RECEIVE_QUEUE",
     "REFUSALS_LOGGED_PER_SECOND",
+    "CommandOutcome",
     "Hub",
     "HubListener",
 ]
@@ -77,14 +94,35 @@ ACCEPT_BACKLOG = 8
 """Pending connections per device socket (the kernel's queue, and asyncio's accept batch)."""
 REFUSALS_LOGGED_PER_SECOND = 5
 """Refusal log lines per device and second; the rest are counted in one summary line."""
+RECEIVE_QUEUE = 1
+"""Frames websockets buffers per connection before it stops reading (its ``max_queue``)."""
+PING_INTERVAL = 10.0
+"""Seconds between keepalive pings to each agent."""
+PING_TIMEOUT = 10.0
+"""Seconds a pong may be late before the connection is dropped (its commands fail at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """How one :meth:`Hub.command` ended, for :meth:`HubListener.on_command`."""
+
+    name: str
+    ok: bool
+    """The agent answered and reported success."""
+    error: str | None
+    """The agent's error, or the hub's (not connected, disconnected, timed out)."""
+    duration: float
+    """Seconds from the call to its end."""
 
 
 class HubListener:
-    """Callbacks the hub makes on the loop. Override what you need."""
+    """Callbacks the hub makes on the loop. Override what you need; they must not block."""
 
     def on_hello(self, device_id: str, hello: Hello) -> None: ...
 
     def on_event(self, device_id: str, event: Event) -> None: ...
+
+    def on_command(self, device_id: str, outcome: CommandOutcome) -> None: ...
 
     def on_disconnect(self, device_id: str) -> None: ...
 
@@ -127,6 +165,35 @@ class _RefusalLog:
                 self._device_id,
             )
             self._unlogged = 0
+
+
+@dataclass(eq=False)
+class _Link:
+    """One admitted connection: its protocol state and the callers waiting for its results."""
+
+    connection: ServerConnection
+    session: AgentSession
+    waiting: dict[str, asyncio.Future[Result]] = field(default_factory=dict)
+    ended: str | None = None
+    """Why the connection ended (no command may be sent on it any more)."""
+
+    def end(self, reason: str) -> None:
+        """Fail every pending command at once with AgentDisconnected naming *reason*."""
+        if self.ended is None:
+            self.ended = reason
+        # Only the live connection may send screenshot-sized results (see agent.protocol).
+        self.connection.protocol.max_message_size = MAX_FRAME_BYTES
+        pending = self.session.abandon()
+        for command_id, future in list(self.waiting.items()):
+            if not future.done():
+                name = pending.get(command_id, "?")
+                future.set_exception(
+                    AgentDisconnected(
+                        f"agent disconnected: {self.session.device_id}'s agent {reason} before "
+                        f"answering {name!r}"
+                    )
+                )
+        self.waiting.clear()
 
 
 class _Gate:
@@ -173,16 +240,23 @@ class Hub:
     :meth:`command` raises HubError when the agent is not connected or times out.
     """
 
-    def __init__(self, settings: Settings, listener: HubListener | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        listener: HubListener | None = None,
+        *,
+        ping_interval: float = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
+    ) -> None:
         self._settings = settings
         self._listener = listener or HubListener()
+        self._ping = (ping_interval, ping_timeout)
         self._credentials = DeviceCredentials(settings.agent_session_ttl)
         self._servers: dict[str, Server] = {}
-        self._connections: dict[str, ServerConnection] = {}
-        self._sessions: dict[str, AgentSession] = {}
+        self._links: dict[str, _Link] = {}
+        """The live connection of each device (the newest admitted)."""
         self._hello_waiters: dict[str, list[asyncio.Future[Hello]]] = {}
-        self._pending: dict[str, asyncio.Future[Result]] = {}
-        self._ids = itertools.count(1)
+        self._counts: dict[str, Counter[str]] = {}
         self._last_replaced: dict[str, float] = {}
         self._refusals: dict[str, tuple[float, str]] = {}
         self._gates: dict[str, _Gate] = {}
@@ -194,12 +268,22 @@ class Hub:
         return self._settings.device_paths(device_id).hub_socket
 
     def is_connected(self, device_id: str) -> bool:
-        session = self._sessions.get(device_id)
-        return session is not None and session.hello is not None
+        link = self._links.get(device_id)
+        return link is not None and link.session.hello is not None
 
     def invalid_frames(self, device_id: str) -> int:
-        session = self._sessions.get(device_id)
-        return session.invalid_frames if session else 0
+        """Frames of the device's agents refused with an error reply, over all connections."""
+        return self._counts.get(device_id, Counter())["invalid_frames"]
+
+    def stray_results(self, device_id: str) -> int:
+        """Results of the device's agents that completed nothing (unknown, late, or not this
+        connection's id), over all connections."""
+        return self._counts.get(device_id, Counter())["stray_results"]
+
+    def pending_commands(self, device_id: str) -> int:
+        """Commands sent to the device's live connection and not answered yet."""
+        link = self._links.get(device_id)
+        return len(link.waiting) if link is not None else 0
 
     def open_connections(self, device_id: str) -> int:
         """Connections of the device open now (in their handshake, live or being retired)."""
@@ -257,9 +341,15 @@ class Hub:
                 create_connection=Connection,
                 process_request=lambda connection, request: self._authorize(device_id, request),
                 open_timeout=HANDSHAKE_TIMEOUT,
+                # Raised to MAX_RESULT_BYTES for the live connection once it said
+                # hello; see agent.protocol for the memory this bounds.
                 max_size=MAX_FRAME_BYTES,
-                ping_interval=10,
-                ping_timeout=10,
+                max_queue=RECEIVE_QUEUE,
+                # Over a unix socket compression saves nothing, and costs every
+                # connection its zlib state (the memory of 1,000 idle agents).
+                compression=None,
+                ping_interval=self._ping[0],
+                ping_timeout=self._ping[1],
                 close_timeout=RETIRE_TIMEOUT,
                 logger=_websockets_log,
                 # asyncio accepts up to *backlog* connections per loop iteration, and a
@@ -275,6 +365,9 @@ class Hub:
     async def close_device(self, device_id: str) -> None:
         """Stop serving the device: revoke its credential, close its connection, remove socket and file."""
         self._credentials.revoke(device_id)
+        link = self._links.get(device_id)
+        if link is not None:
+            link.end("was closed by the hub (the device is no longer served)")
         server = self._servers.pop(device_id, None)
         if server is not None:
             server.close()
@@ -303,9 +396,9 @@ class Hub:
 
     async def wait_hello(self, device_id: str, timeout: float) -> Hello:
         """Wait until the device's agent has said hello (at once if it already has)."""
-        session = self._sessions.get(device_id)
-        if session is not None and session.hello is not None:
-            return session.hello
+        link = self._links.get(device_id)
+        if link is not None and link.session.hello is not None:
+            return link.session.hello
         future: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
         self._hello_waiters.setdefault(device_id, []).append(future)
         try:
@@ -316,21 +409,65 @@ class Hub:
                 waiters.remove(future)
 
     async def command(self, device_id: str, name: str, args: dict[str, Any], timeout: float = 30.0) -> Result:
-        connection = self._connections.get(device_id)
-        if connection is None or not self.is_connected(device_id):
-            raise HubError(f"the agent of device {device_id} is not connected")
-        command_id = f"c{next(self._ids)}"
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending[command_id] = future
+        """Send command *name* to the device's live agent and return its result.
+
+        The result says whether the agent succeeded (``ok``, ``error``). Raises
+        AgentDisconnected at once when no agent is connected, or as soon as the
+        connection the command was sent on ends; CommandTimeout when no result
+        came within *timeout* seconds (a result arriving later is dropped);
+        HubError for a command that cannot be encoded (bad name, too large).
+        Every call ends in one :meth:`HubListener.on_command`.
+        """
+        started = time.monotonic()
+        result: Result | None = None
+        error: str | None = None
         try:
-            await connection.send(encode(Command(id=command_id, name=name, args=args)))
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError as exc:
-            raise HubError(f"device {device_id} did not answer {name!r} within {timeout:.0f}s") from exc
-        except ConnectionClosed as exc:
-            raise HubError(f"the agent of device {device_id} disconnected") from exc
+            result = await self._command(device_id, name, args, timeout)
+            error = result.error if not result.ok else None
+            return result
+        except HubError as exc:
+            error = str(exc)
+            raise
+        except asyncio.CancelledError:
+            error = "cancelled"
+            raise
         finally:
-            self._pending.pop(command_id, None)
+            ok = result is not None and result.ok
+            outcome = CommandOutcome(name, ok, error, time.monotonic() - started)
+            try:
+                self._listener.on_command(device_id, outcome)
+            except Exception:
+                log.exception("hub listener failed on a command of device %s", device_id)
+
+    async def _command(self, device_id: str, name: str, args: dict[str, Any], timeout: float) -> Result:
+        link = self._links.get(device_id)
+        if link is None or link.session.hello is None or link.ended is not None:
+            raise AgentDisconnected(
+                f"agent disconnected: the agent of device {device_id} is not connected (not started "
+                f"yet, or reconnecting); {name!r} was not sent"
+            )
+        try:
+            command_id, frame = link.session.command(name, args)
+        except (CommandTooLarge, ValidationError) as exc:
+            raise HubError(f"cannot send {name!r} to device {device_id}: {exc}") from exc
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        link.waiting[command_id] = future
+        try:
+            async with asyncio.timeout(timeout):
+                await link.connection.send(frame)
+                return await future
+        except TimeoutError as exc:
+            raise CommandTimeout(f"device {device_id} did not answer {name!r} within {timeout:g}s") from exc
+        except ConnectionClosed as exc:
+            link.end("dropped its connection")
+            raise AgentDisconnected(
+                f"agent disconnected: {device_id}'s agent dropped its connection before answering {name!r}"
+            ) from exc
+        finally:
+            link.waiting.pop(command_id, None)
+            link.session.forget(command_id)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: a failure raced with the timeout is not "never retrieved"
 
     def _authorize(self, device_id: str, request: Request) -> Response | None:
         header = request.headers.get("Authorization", "")
@@ -339,7 +476,7 @@ class Hub:
             self._credentials.verify(device_id, token)
         except TokenError as exc:
             return self._refuse(device_id, HTTPStatus.UNAUTHORIZED, str(exc))
-        if device_id in self._connections:
+        if device_id in self._links:
             now = time.monotonic()
             interval = self._settings.agent_replace_interval
             since = now - self._last_replaced.get(device_id, -math.inf)
@@ -373,39 +510,43 @@ class Hub:
         self._listener.on_refused(device_id, reason)
 
     async def _handle(self, device_id: str, connection: ServerConnection) -> None:
-        previous = self._connections.get(device_id)
-        session = AgentSession(device_id)
-        self._sessions[device_id] = session
-        self._connections[device_id] = connection
+        previous = self._links.get(device_id)
+        link = _Link(connection, AgentSession(device_id, self._counts.setdefault(device_id, Counter())))
+        self._links[device_id] = link
         if previous is not None:
             # A reconnecting agent replaces its stale connection. The old one is
             # closed in the background: a stalled peer must not delay the new one.
+            log.info("a new agent connection of device %s replaces the live one", device_id)
             self.replacements[device_id] += 1
-            task = asyncio.create_task(_retire(previous), name=f"hub-retire-{device_id}")
+            previous.end("was replaced by a new connection")
+            task = asyncio.create_task(_retire(previous.connection), name=f"hub-retire-{device_id}")
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         try:
             async for frame in connection:
-                received = session.receive(frame)
+                received = link.session.receive(frame)
                 for reply in received.replies:
                     await connection.send(reply)
-                self._dispatch(device_id, received.message)
+                self._dispatch(device_id, link, received.message)
         except ConnectionClosed:
             pass
         finally:
-            if self._connections.get(device_id) is connection:
-                del self._connections[device_id]
-                del self._sessions[device_id]
+            link.end("dropped its connection")
+            if self._links.get(device_id) is link:
+                del self._links[device_id]
                 self._listener.on_disconnect(device_id)
 
-    def _dispatch(self, device_id: str, message: Hello | Event | Result | None) -> None:
+    def _dispatch(self, device_id: str, link: _Link, message: Hello | Event | Result | None) -> None:
         if isinstance(message, Hello):
+            if link.ended is None:
+                link.connection.protocol.max_message_size = MAX_RESULT_BYTES
             for future in self._hello_waiters.pop(device_id, []):
                 if not future.done():
                     future.set_result(message)
             self._listener.on_hello(device_id, message)
         elif isinstance(message, Result):
-            pending = self._pending.get(message.id)
+            # The session passes on only results of commands pending on this link.
+            pending = link.waiting.get(message.id)
             if pending is not None and not pending.done():
                 pending.set_result(message)
         elif isinstance(message, Event):

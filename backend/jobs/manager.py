@@ -45,21 +45,22 @@ class JobManager:
         payload: dict[str, Any] | None = None,
         priority: int = 0,
         max_attempts: int = 3,
-    ) -> None:
+    ) -> Job:
         """Queue a job in *session*'s transaction: it exists, and workers wake, only on commit.
 
         Higher *priority* runs first. Handlers must be idempotent (see
-        :data:`~backend.jobs.context.Handler`).
+        :data:`~backend.jobs.context.Handler`). Returns the new row (its id is set
+        once the session flushes).
         """
-        session.add(
-            Job(
-                kind=kind,
-                device_id=device_id,
-                payload=dict(payload or {}),
-                priority=priority,
-                max_attempts=max_attempts,
-            )
+        job = Job(
+            kind=kind,
+            device_id=device_id,
+            payload=dict(payload or {}),
+            priority=priority,
+            max_attempts=max_attempts,
         )
+        session.add(job)
+        return job
 
     @staticmethod
     async def cancel_for_devices(session: AsyncSession, device_ids: Sequence[str], kind: str) -> None:

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from agent.protocol import (
-    MAX_FRAME_BYTES,
+    MAX_RESULT_BYTES,
     Command,
     ErrorMessage,
     Event,
@@ -40,7 +40,7 @@ def test_round_trip(message) -> None:
         (json.dumps({"type": "command", "id": "", "name": "x"}), "invalid_message"),
         (json.dumps({"type": "event", "kind": "log", "extra": 1}), "invalid_message"),
         (b"\x00\x01", "binary_frame"),
-        ("x" * (MAX_FRAME_BYTES + 1), "frame_too_large"),
+        ("x" * (MAX_RESULT_BYTES + 1), "frame_too_large"),
     ],
 )
 def test_invalid_frames_raise_protocol_error(frame, code) -> None:

@@ -1,0 +1,357 @@
+"""Agent events and command outcomes as rows of ``events``, written in batches.
+
+:meth:`EventLog.add` (and its two shorthands :meth:`EventLog.agent_event`,
+:meth:`EventLog.command`) never blocks and never raises: it appends the row to a
+queue in memory. One supervised task (:data:`TASK`) writes the queue with one
+``INSERT … SELECT FROM unnest(…)`` statement per batch of up to *batch_rows*
+rows: as soon as that many are waiting, else *interval* seconds after the first
+one arrived. Not a transaction per message: 100 agents logging at once cost
+Postgres a few statements a second.
+
+Bounded: the queue holds at most *max_bytes* (counted as the rows' text); when
+full, the oldest rows are dropped, counted (:attr:`EventLog.dropped`) and logged
+at most once per :data:`DROP_LOG_INTERVAL`. While Postgres is away the insert
+fails, the rows stay queued (within the bound) and the supervisor runs the task
+again after its backoff; the hub never waits for any of it. A batch Postgres
+refuses for its content (not for the connection) is dropped and logged, so one
+bad row cannot stop the log. :meth:`EventLog.stop` writes what is queued (for at
+most *flush_timeout* seconds) and ends the task; :meth:`EventLog.start` may be
+called again after it (a host that lost its lock and took it back).
+
+Rows: an agent ``event`` becomes ``source="agent"``, its kind, ``level`` and
+``message`` taken from its data's ``level`` (one of :data:`LEVELS`, else
+``info``) and ``message`` (a string, else empty), and the data itself. A finished
+command becomes ``source="hub"``, ``kind="command"``, level ``info`` (ok) or
+``error``, data ``{name, ok, error, duration_ms}`` (arguments are not kept: they
+may hold typed secrets). ``at`` is when the hub received it. Text is made
+storable (NUL and lone surrogates replaced); a message is cut at
+:data:`MAX_MESSAGE_CHARS`, data longer than :data:`MAX_DATA_CHARS` as JSON is
+replaced by a note of its size and keys. Rows of a device that no longer exists
+are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from agent.protocol import Event
+from backend.db import Database
+from backend.db.database import LIBRARY_ERRORS, translate_error
+from backend.db.exceptions import DatabaseUnavailable
+from backend.hub.server import CommandOutcome
+from backend.supervisor import Supervisor
+
+__all__ = [
+    "DROP_LOG_INTERVAL",
+    "LEVELS",
+    "MAX_DATA_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "TASK",
+    "EventLog",
+]
+
+log = logging.getLogger(__name__)
+
+TASK = "event-log"
+LEVELS = frozenset({"debug", "info", "warning", "error"})
+MAX_MESSAGE_CHARS = 4096
+MAX_DATA_CHARS = 16384
+DROP_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about dropped rows (each says how many since the last)."""
+_ROW_OVERHEAD = 200
+"""Bytes counted per row on top of its text, for the queue's bound."""
+
+_INSERT = """
+INSERT INTO events (device_id, at, source, level, kind, message, data)
+SELECT u.device_id, u.at, u.source, u.level, u.kind, u.message, u.data::jsonb
+FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+    AS u(device_id, at, source, level, kind, message, data)
+WHERE u.device_id IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.id = u.device_id)
+"""
+"""-- insert_events -- one batch of rows, in one statement; rows of vanished devices skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    seq: int
+    device_id: str | None
+    at: datetime
+    source: str
+    level: str
+    kind: str
+    message: str
+    data: str | None
+    """JSON text."""
+
+    @property
+    def size(self) -> int:
+        return _ROW_OVERHEAD + len(self.message) + len(self.data or "")
+
+
+class EventLog:
+    """See the module docstring. Construct anywhere; :meth:`start` and :meth:`stop` on the loop."""
+
+    def __init__(
+        self,
+        database: Database,
+        supervisor: Supervisor,
+        *,
+        batch_rows: int = 1000,
+        interval: float = 0.1,
+        max_bytes: int = 32 << 20,
+        flush_timeout: float = 5.0,
+    ) -> None:
+        self._database = database
+        self._supervisor = supervisor
+        self._batch_rows = batch_rows
+        self._interval = interval
+        self._max_bytes = max_bytes
+        self._flush_timeout = flush_timeout
+        self._rows: deque[_Row] = deque()
+        self._bytes = 0
+        self._seq = 0
+        self._writing_upto = 0
+        """Highest seq of the batch being inserted: dropping those rows loses nothing."""
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._stopping = False
+        self._done = asyncio.Event()
+        self._running = False
+        self._connection: asyncpg.Connection | None = None
+        self._unreported_drops = 0
+        self._drops_reported_at = -DROP_LOG_INTERVAL
+        self.dropped = 0
+        """Rows dropped so far (queue full, refused by Postgres, or not written by stop)."""
+        self.written = 0
+        """Rows inserted so far."""
+
+    @property
+    def queued(self) -> int:
+        return len(self._rows)
+
+    # --- producers (the hub's listener) --------------------------------------------------
+
+    def add(
+        self,
+        device_id: str | None,
+        source: str,
+        kind: str,
+        *,
+        level: str = "info",
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue one row. Never blocks or raises; may drop the oldest rows (see the module docstring)."""
+        self._seq += 1
+        row = _Row(
+            self._seq,
+            device_id,
+            datetime.now(UTC),
+            source[:32],
+            level if level in LEVELS else "info",
+            kind[:32],
+            _storable(message[:MAX_MESSAGE_CHARS]),
+            _json(data),
+        )
+        self._rows.append(row)
+        self._bytes += row.size
+        while self._bytes > self._max_bytes and len(self._rows) > 1:
+            oldest = self._rows.popleft()
+            self._bytes -= oldest.size
+            if oldest.seq > self._writing_upto:
+                self._drop(1)
+        self._arrived.set()
+        if len(self._rows) >= self._batch_rows:
+            self._full.set()
+
+    def agent_event(self, device_id: str, event: Event) -> None:
+        """Queue an agent's ``event`` message (source ``agent``)."""
+        level = event.data.get("level")
+        message = event.data.get("message")
+        self.add(
+            device_id,
+            "agent",
+            event.kind,
+            level=level if isinstance(level, str) else "info",
+            message=message if isinstance(message, str) else "",
+            data=event.data,
+        )
+
+    def command(self, device_id: str, outcome: CommandOutcome) -> None:
+        """Queue a finished command (source ``hub``, kind ``command``)."""
+        ms = outcome.duration * 1000
+        if outcome.ok:
+            message = f"{outcome.name}: ok in {ms:.0f} ms"
+        else:
+            message = f"{outcome.name}: failed after {ms:.0f} ms: {outcome.error}"
+        self.add(
+            device_id,
+            "hub",
+            "command",
+            level="info" if outcome.ok else "error",
+            message=message,
+            data={
+                "name": outcome.name,
+                "ok": outcome.ok,
+                "error": outcome.error,
+                "duration_ms": round(ms, 3),
+            },
+        )
+
+    # --- the writer ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer task (under the supervisor). Idempotent while running."""
+        if self._running:
+            return
+        self._running = True
+        self._stopping = False
+        self._done.clear()
+        self._supervisor.spawn(TASK, self._run)
+
+    async def stop(self) -> None:
+        """Write what is queued (at most *flush_timeout* seconds), then end the task.
+
+        Rows still queued after that are dropped and logged. Never raises (but CancelledError).
+        """
+        if not self._running:
+            return
+        self._stopping = True
+        self._arrived.set()
+        self._full.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), self._flush_timeout)
+        await self._supervisor.stop(TASK)
+        self._running = False
+        await self._close_connection()
+        if self._rows:
+            self._drop(len(self._rows))
+            self._rows.clear()
+            self._bytes = 0
+        self._report_drops(force=True)
+
+    async def _run(self) -> None:
+        """One supervised run: write batches until stopped; raises DatabaseUnavailable to be retried."""
+        try:
+            while True:
+                self._report_drops()
+                if not self._rows:
+                    if self._stopping:
+                        self._done.set()
+                        return
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                    continue
+                if len(self._rows) < self._batch_rows and not self._stopping:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), self._interval)
+                await self._write_batch()
+        except BaseException:
+            await self._close_connection()
+            raise
+
+    async def _write_batch(self) -> None:
+        batch = [row for _, row in zip(range(self._batch_rows), self._rows, strict=False)]
+        self._writing_upto = batch[-1].seq
+        try:
+            await self._insert(batch)
+        except DatabaseUnavailable:
+            raise  # the rows stay queued; the supervisor tries again after its backoff
+        except Exception as exc:
+            log.error("Postgres refused %d agent event rows; dropping them: %s", len(batch), exc)
+            self._drop(len(batch))
+        else:
+            self.written += len(batch)
+        finally:
+            self._writing_upto = 0
+        # Rows dropped from the queue meanwhile were the oldest: remove what is left of the batch.
+        while self._rows and self._rows[0].seq <= batch[-1].seq:
+            self._bytes -= self._rows.popleft().size
+
+    async def _insert(self, batch: list[_Row]) -> None:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await self._database.connect_raw(application_name="corral-events")
+        columns: list[list[Any]] = [[], [], [], [], [], [], []]
+        for row in batch:
+            for column, value in zip(
+                columns,
+                (row.device_id, row.at, row.source, row.level, row.kind, row.message, row.data),
+                strict=True,
+            ):
+                column.append(value)
+        try:
+            await self._connection.execute(_INSERT, *columns)
+        except (*LIBRARY_ERRORS, TimeoutError) as exc:
+            error = translate_error(exc)
+            if isinstance(error, DatabaseUnavailable):
+                await self._close_connection()
+            raise error from exc
+
+    async def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            try:
+                await connection.close(timeout=2)
+            except (*LIBRARY_ERRORS, TimeoutError):
+                connection.terminate()
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._unreported_drops += count
+
+    def _report_drops(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._unreported_drops and (force or now - self._drops_reported_at >= DROP_LOG_INTERVAL):
+            log.warning(
+                "dropped %d agent event rows (queue full while Postgres was unreachable or slow, "
+                "or refused); %d dropped since start",
+                self._unreported_drops,
+                self.dropped,
+            )
+            self._unreported_drops = 0
+            self._drops_reported_at = now
+
+
+def _storable(text: str) -> str:
+    """*text* as Postgres text can hold it: no NUL, no lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _json(data: dict[str, Any] | None) -> str | None:
+    """*data* as JSON text jsonb accepts (``\\u0000`` is refused), within MAX_DATA_CHARS."""
+    if data is None:
+        return None
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return _json({"unstorable": str(exc)[:200]})
+    if len(text) > MAX_DATA_CHARS:
+        return _json({"truncated": True, "chars": len(text), "keys": [str(k)[:64] for k in data][:20]})
+    if "\\u0000" in text:
+        text = json.dumps(_clean(data), ensure_ascii=False)
+    return _storable(text)

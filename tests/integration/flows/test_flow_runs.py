@@ -1,0 +1,153 @@
+"""Flow runs on real browser devices: recording, timeouts, cancel, an agent killed mid-step."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+
+import pytest
+
+from backend.corral import Corral
+from backend.flows.runs_errors import InvalidRun
+from tests.integration.flows import flowfiles
+from tests.integration.flows.conftest import Farm
+
+pytestmark = pytest.mark.docker
+
+
+async def _until(condition, timeout: float = 30.0, every: float = 0.05):  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not (result := await condition()):
+            await asyncio.sleep(every)
+    return result
+
+
+async def test_a_flow_on_two_devices_passes_and_records_every_step(
+    farm: Farm, client: Corral, tmp_path: Path
+) -> None:
+    flow = flowfiles.flow(tmp_path, "login.yaml", flowfiles.LOGIN, {"USER": "bob"})
+    runs = await client.run_flow(flow, devices=farm.devices)
+    assert [r.state for r in runs] == ["queued", "queued"]
+    assert len({r.batch for r in runs}) == 1
+    final = await client.wait_flow_runs([r.id for r in runs], timeout=120)
+    assert [(r.state, r.error, r.steps_done, r.steps_total) for r in final] == [("passed", None, 8, 8)] * 2
+    assert [r.state for r in await client.flow_runs(batch=runs[0].batch)] == ["passed", "passed"]
+    for run in final:
+        steps = await client.flow_steps(run.id)
+        assert [(s.seq, s.index, s.command, s.state) for s in steps] == [
+            (1, 1, "launchApp", "passed"),
+            (2, 2, "tapOn", "passed"),
+            (3, 3, "inputText", "passed"),
+            (4, 4, "tapOn", "passed"),
+            (5, 5, "inputText", "passed"),
+            (6, 6, "tapOn", "passed"),
+            (7, 7, "assertVisible", "passed"),
+            (8, 8, "takeScreenshot", "passed"),
+        ]
+        assert [s.line for s in steps] == [6, 7, 9, 10, 12, 13, 14, 15]
+        assert all(s.duration is not None and s.error is None for s in steps)
+        shot = steps[-1].screenshot
+        assert shot is not None
+        assert shot == str(farm.settings.data_dir / "flows" / str(run.id) / "8-takeScreenshot.png")
+        assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert stat.S_IMODE(Path(shot).stat().st_mode) == 0o600
+        assert stat.S_IMODE(Path(shot).parent.stat().st_mode) == 0o700
+        assert "png" not in steps[-1].data
+
+
+async def test_a_step_that_times_out_fails_that_device_while_the_other_passes(
+    farm: Farm, client: Corral, tmp_path: Path
+) -> None:
+    first, second = farm.devices
+    await client.command(first, "open_url", {"url": f"{flowfiles.PAGES}/login.html"})
+    await client.command(second, "open_url", {"url": f"{flowfiles.PAGES}/click.html"})
+    flow = flowfiles.flow(tmp_path, "assert.yaml", flowfiles.ASSERT_SIGN_IN)
+    runs = await client.run_flow(flow, devices=[first, second])
+    passed, failed = await client.wait_flow_runs([r.id for r in runs], timeout=60)
+    assert (passed.state, passed.error) == ("passed", None)
+    assert failed.state == "failed"
+    assert failed.error is not None and failed.error.startswith('assertVisible text "Sign in": ')
+    assert "2s" in failed.error or "2.0" in failed.error or "timed out" in failed.error.lower(), failed.error
+    (step,) = await client.flow_steps(failed.id)
+    assert (step.state, step.index) == ("failed", 1)
+    assert step.error is not None and failed.error.endswith(step.error)
+
+
+async def test_cancel_mid_run_ends_it_cancelled_and_the_device_stays_usable(
+    farm: Farm, client: Corral, tmp_path: Path
+) -> None:
+    flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+    (run,) = await client.run_flow(flow, devices=[farm.devices[0]])
+
+    async def waiting() -> bool:
+        return (await client.flow_run(run.id)).current_step.startswith("extendedWaitUntil")
+
+    await _until(waiting, timeout=60)
+    await client.cancel_flow_run(run.id)
+    started = asyncio.get_running_loop().time()
+    (final,) = await client.wait_flow_runs([run.id], timeout=30)
+    assert final.state == "cancelled"
+    assert asyncio.get_running_loop().time() - started < 10
+    steps = await client.flow_steps(run.id)
+    assert [(s.command, s.state, s.error) for s in steps] == [
+        ("launchApp", "passed", None),
+        ("extendedWaitUntil", "failed", "cancelled"),
+    ]
+    job = next(j for j in await client.jobs() if j.id == final.job_id)
+    assert job.state == "cancelled"
+    assert set(await client.command(farm.devices[0], "ping")) == {"pong"}
+
+
+async def test_run_requests_that_do_not_fit_are_refused_before_anything_is_written(
+    farm: Farm, client: Corral, tmp_path: Path
+) -> None:
+    flow = flowfiles.flow(tmp_path, "login.yaml", flowfiles.LOGIN)
+    before = await client.flow_runs()
+    with pytest.raises(InvalidRun, match=r"^no devices chosen to run the flow on$"):
+        await client.run_flow(flow)
+    with pytest.raises(InvalidRun, match="no device with id or name 'browser-99'"):
+        await client.run_flow(flow, devices=[farm.devices[0], "browser-99"])
+    with pytest.raises(
+        InvalidRun, match=r"^flow 'login-check' declares no roles; choose its devices instead$"
+    ):
+        await client.run_flow(flow, roles={"viewer": farm.devices[0]})
+    assert await client.flow_runs() == before
+
+
+_KILL_AGENT = (
+    "for p in /proc/[0-9]*; do"
+    " if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/opt/corral/venv/bin/python -m agent'; then"
+    " kill -9 ${p#/proc/}; echo killed; fi; done"
+)
+
+
+async def test_agent_killed_mid_step_fails_the_step_and_the_next_run_passes(
+    farm: Farm, client: Corral, tmp_path: Path, docker_client: object
+) -> None:
+    device = await client.device(farm.devices[0])
+    (container,) = docker_client.containers.list(filters={"label": f"corral.device={device.id}"})  # type: ignore[attr-defined]
+    flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+    (run,) = await client.run_flow(flow, devices=[device.name])
+
+    async def waiting() -> bool:
+        return (await client.flow_run(run.id)).current_step.startswith("extendedWaitUntil")
+
+    await _until(waiting, timeout=60)
+    killed = await asyncio.to_thread(container.exec_run, ["sh", "-c", _KILL_AGENT])
+    assert killed.output.decode().split() == ["killed"], killed.output
+    started = asyncio.get_running_loop().time()
+    (final,) = await client.wait_flow_runs([run.id], timeout=30)
+    # Well within the step's own 60 s: the hub fails a command as soon as its connection ends.
+    assert asyncio.get_running_loop().time() - started < 10
+    assert final.state == "failed"
+    assert final.error is not None and final.error.startswith("extendedWaitUntil"), final.error
+    assert "agent disconnected" in final.error
+    steps = await client.flow_steps(run.id)
+    assert [(s.command, s.state) for s in steps] == [("launchApp", "passed"), ("extendedWaitUntil", "failed")]
+    assert steps[1].error is not None and steps[1].error.startswith("agent disconnected")
+    # The agent comes back; the next run waits for its hello and passes.
+    login = flowfiles.flow(tmp_path, "login.yaml", flowfiles.LOGIN)
+    (again,) = await client.run_flow(login, devices=[device.name])
+    (done,) = await client.wait_flow_runs([again.id], timeout=120)
+    assert (done.state, done.error) == ("passed", None)

@@ -1,0 +1,86 @@
+"""The host SIGKILLed mid-run of several devices, then restarted: every run ends, no step twice.
+
+Also: with no host running, `corral flow run` hosts until its runs end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.corral import Corral
+from tests.integration.flows import flowfiles
+from tests.integration.flows.conftest import Farm, host_env, make_farm
+from tests.serve import Serve, corral
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def farm(pg_server: object, docker_available: None) -> Iterator[Farm]:
+    with make_farm(pg_server, 3) as made:
+        yield made
+
+
+async def _steps(client: Corral, run_ids: list[int]) -> dict[int, list[tuple[int, str, str]]]:
+    return {
+        run_id: [(s.seq, s.command, s.state) for s in await client.flow_steps(run_id)] for run_id in run_ids
+    }
+
+
+async def test_sigkill_mid_run_then_restart_ends_every_run_and_records_no_step_twice(
+    farm: Farm, tmp_path: Path
+) -> None:
+    client = await Corral.start(farm.settings, role="client", stream=False)
+    try:
+        flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+        runs = await client.run_flow(flow, devices=farm.devices)
+        ids = [r.id for r in runs]
+        async with asyncio.timeout(90):
+            while not all(
+                (await client.flow_run(i)).current_step.startswith("extendedWaitUntil") for i in ids
+            ):
+                await asyncio.sleep(0.1)
+        farm.host.process.send_signal(signal.SIGKILL)
+        farm.host.stop()
+        killed = await _steps(client, ids)
+        assert killed == {i: [(1, "launchApp", "passed"), (2, "extendedWaitUntil", "running")] for i in ids}
+        assert [r.state for r in await client.flow_runs(batch=runs[0].batch)] == ["running"] * 3
+
+        farm.host = Serve(farm.settings, **host_env(farm.settings))
+        final = await client.wait_flow_runs(ids, timeout=60)
+        assert [(r.state, r.error) for r in final] == [
+            ("failed", "interrupted: the host stopped during step 2 (extendedWaitUntil ...)")
+        ] * 3 or all(
+            r.state == "failed"
+            and r.error is not None
+            and r.error.startswith("interrupted: the host stopped during step 2 (")
+            for r in final
+        ), [(r.state, r.error) for r in final]
+        after = await _steps(client, ids)
+        assert after == {i: [(1, "launchApp", "passed"), (2, "extendedWaitUntil", "failed")] for i in ids}
+        jobs = {j.id: j for j in await client.jobs()}
+        assert [jobs[r.job_id].state for r in final if r.job_id] == ["failed"] * 3
+        # The devices work for the next run.
+        for device in farm.devices:
+            assert set(await client.command(device, "ping")) == {"pong"}
+    finally:
+        await client.stop()
+
+
+def test_with_no_host_flow_run_hosts_until_its_runs_end(farm: Farm, tmp_path: Path) -> None:
+    farm.host.stop()
+    path = flowfiles.write(tmp_path, "login.yaml", flowfiles.LOGIN)
+    result = corral(farm.settings, "flow", "run", str(path), "--device", farm.devices[0])
+    # The next test's teardown and later tests need a host again.
+    farm.host = Serve(farm.settings, **host_env(farm.settings))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "no Corral host is running, so this command is the host until its runs have ended"
+        " (Ctrl-C cancels them)"
+    )
+    assert result.stdout.splitlines()[-1] == "1 run: 1 passed"

@@ -1,0 +1,50 @@
+"""`corral exec` words -> command args."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.flows.runs_args import exec_args, main_field
+from backend.flows.runs_errors import InvalidRun
+
+
+def test_the_main_field_of_each_command() -> None:
+    assert {name: main_field(name) for name in ("ping", "open_url", "tap", "input_text", "erase_text")} == {
+        "ping": None,
+        "open_url": "url",
+        "tap": "target",
+        "input_text": "text",
+        "erase_text": "chars",
+    }
+    assert main_field("wait_until") == "visible"
+
+
+@pytest.mark.parametrize(
+    ("name", "words", "expected"),
+    [
+        ("open_url", ["https://example.org/a=b"], {"url": "https://example.org/a=b"}),
+        ("tap", ["Log in"], {"target": {"text": "Log in"}}),
+        ("tap", ["target.css=#submit", "timeout=5"], {"target": {"css": "#submit"}, "timeout": 5}),
+        ("tap", ['target={"id": "go"}', "long_press=true"], {"target": {"id": "go"}, "long_press": True}),
+        ("input_text", ["123"], {"text": "123"}),
+        ("wait_until", ["Ready"], {"visible": {"text": "Ready"}}),
+        ("ping", [], {}),
+    ],
+)
+def test_words_become_args(name: str, words: list[str], expected: dict[str, object]) -> None:
+    assert exec_args(name, words) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "words", "message"),
+    [
+        ("fly", [], r"^unknown command 'fly'; known commands: assert, back, clear_state, "),
+        ("ping", ["now"], r"^ping takes no arguments, got 'now'$"),
+        ("tap", ["a", "b"], r"^tap: one plain argument sets target; got 2 \('a b'\)"),
+        ("open_url", ["x", "url=y"], r"^open_url: url given twice$"),
+        ("tap", ["target=1", "target.css=x"], r"^target is set to a value and also has fields$"),
+    ],
+)
+def test_bad_words_are_refused(name: str, words: list[str], message: str) -> None:
+    with pytest.raises(InvalidRun, match=message):
+        exec_args(name, words)
