@@ -90,6 +90,7 @@ class _GridBridge(QObject):
     frame_stats_toggled = Signal(bool)
     script_posted = Signal(int, str)
     selection_changed = Signal(str)
+    pane_flow_changed = Signal(str, str)
     # page -> GridView.
     ready = Signal()
     clicked = Signal(str, bool)
@@ -202,6 +203,7 @@ class GridView(QWebEngineView):
         self._focused = ""
         self._control = ""
         self._selected: list[str] = []
+        self._flows: dict[str, str] = {}
         self._frame_stats = False
         self._page_ready = False
         self._url_provider: UrlProvider | None = None
@@ -271,6 +273,10 @@ class GridView(QWebEngineView):
 
     def control_pane(self) -> str:
         return self._control
+
+    def pane_flow(self, pane_id: str) -> str:
+        """The flow overlay (JSON) sent for *pane_id*, or "" for none."""
+        return self._flows.get(pane_id, "")
 
     def selected_panes(self) -> list[str]:
         """Selected pane ids, in the order they were selected."""
@@ -345,6 +351,21 @@ class GridView(QWebEngineView):
         if selected != self._selected:
             self._selected = selected
             self._send_selection()
+
+    @Slot(str, str)
+    def set_pane_flow(self, pane_id: str, overlay: str) -> None:
+        """Show the flow overlay *overlay* (JSON: state, position, text) on a pane; "" clears it.
+
+        Kept for a pane added later and replayed to a reloaded page.
+        """
+        if overlay == self._flows.get(pane_id, ""):
+            return
+        if overlay:
+            self._flows[pane_id] = overlay
+        else:
+            self._flows.pop(pane_id, None)
+        if self._page_ready and pane_id in self._panes:
+            self._bridge.pane_flow_changed.emit(pane_id, overlay)
 
     @Slot(str)
     def focus_pane(self, pane_id: str) -> None:
@@ -527,8 +548,10 @@ class GridView(QWebEngineView):
         if url is None:
             # Show the pane anyway (as disconnected) and retry.
             self._bridge.pane_added.emit(pane_id, pane.name, pane.state, "")
-            return
-        self._bridge.pane_added.emit(pane_id, pane.name, pane.state, url)
+        else:
+            self._bridge.pane_added.emit(pane_id, pane.name, pane.state, url)
+        if pane_id in self._flows:
+            self._bridge.pane_flow_changed.emit(pane_id, self._flows[pane_id])
 
     def _reconnect_with_scope(self, pane_id: str) -> None:
         """Reopen the pane's stream with a URL of its current scope (the page drops the old one)."""

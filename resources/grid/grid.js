@@ -15,6 +15,7 @@
 //   frame_stats_toggled(on)              frame_stats_reported(json)
 //   script_posted(request, script)       script_finished(request, json)
 //   selection_changed(json ids)          pane_clicked(id, toggle)
+//   pane_flow_changed(id, json or "")
 //
 // After page_ready() Qt replays its whole state, so a reloaded page (e.g. after
 // a renderer crash) recovers without help. Pane URLs carry single-use tokens:
@@ -152,6 +153,10 @@ class Pane {
     this.overlayText = this.el.querySelector(".overlay-text");
     this.controlButton = this.el.querySelector(".control");
     this.header = this.el.querySelector(".pane-header");
+    this.flowEl = this.el.querySelector(".flow");
+    this.flowPosition = this.el.querySelector(".flow-position");
+    this.flowText = this.el.querySelector(".flow-text");
+    this.flowState = this.el.querySelector(".flow-state");
     this.rfb = null;
     this.counter = null;
     this.control = false;
@@ -225,6 +230,27 @@ class Pane {
     });
     this.rfb = rfb;
     this.counter = new FrameCounter(rfb._display);
+  }
+
+  // The flow this device runs: step n/m and its label, in the run's state colour.
+  // Cleared: the bar fades out (CSS) and keeps its last text while it does.
+  setFlow(json) {
+    let flow = null;
+    try {
+      flow = json ? JSON.parse(json) : null;
+    } catch {
+      flow = null;
+    }
+    if (flow === null) {
+      this.el.classList.remove("flow-on");
+      return;
+    }
+    this.flowEl.dataset.state = String(flow.state ?? "");
+    this.flowPosition.textContent = String(flow.position ?? "");
+    this.flowText.textContent = String(flow.text ?? "");
+    this.flowState.textContent = String(flow.state ?? "");
+    this.flowEl.title = this.flowText.textContent;
+    this.el.classList.add("flow-on");
   }
 
   setStatus(status, text) {
@@ -458,6 +484,20 @@ window.corralGrid = {
   viewOnly: (id) => panes.get(id)?.rfb?.viewOnly ?? null,
   connected: (id) => panes.get(id)?.connected ?? false,
   focusedId: () => focusedId,
+  flow: (id) => {
+    const pane = panes.get(id);
+    if (pane === undefined) {
+      return null;
+    }
+    const r = pane.flowEl.getBoundingClientRect();
+    return {
+      shown: pane.el.classList.contains("flow-on"),
+      state: pane.flowEl.dataset.state ?? "",
+      position: pane.flowPosition.textContent,
+      text: pane.flowText.textContent,
+      rect: [r.x, r.y, r.width, r.height].map(Math.round),
+    };
+  },
   selectedIds: () => [...panes.values()].filter((p) => p.el.classList.contains("selected")).map((p) => p.id),
   jpegRects: decodedJpegRects,
   stats: () => Object.fromEntries([...panes.values()].map((p) => [p.id, p.stats()])),
@@ -493,6 +533,7 @@ new QWebChannel(qt.webChannelTransport, (channel) => {
   qtBridge.frame_stats_toggled.connect(toggleStats);
   qtBridge.script_posted.connect(runScript);
   qtBridge.selection_changed.connect(setSelection);
+  qtBridge.pane_flow_changed.connect((id, json) => panes.get(id)?.setFlow(json));
   bridge = qtBridge;
   bridge.page_ready();
 });
