@@ -13,7 +13,6 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QSho
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QSplitter,
     QVBoxLayout,
@@ -30,10 +29,12 @@ from app.ports import Backend, FlowLoader
 from app.theme import icon
 from app.widgets.device_selection import DeviceSelection
 from app.widgets.flow_launcher import FlowLauncher
+from app.widgets.flow_runs_dock import FlowRunsDock
 from app.widgets.grid_view import LAYOUTS, Encoding, GridView
 from app.widgets.jobs_panel import JobsPanel
 from app.widgets.sidebar import Sidebar
 from app.widgets.status import DockerBanner, StatusBar
+from app.widgets.window_layout import fill_menus, fill_toolbar, pane_menu
 from backend.api import CorralError, DeviceInfo, Health, JobInfo, load_flow
 
 __all__ = ["HEALTH_INTERVAL_MS", "MainWindow", "describe_error"]
@@ -123,6 +124,10 @@ class MainWindow(QMainWindow):
             backend, self._model, self._selection.ids, flow_loader or load_flow, self._settings, self
         )
         self._sidebar.set_menu_actions([self._launcher.action()])
+        self._runs_dock = FlowRunsDock(backend, self._model, self._grid, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self._runs_dock)
+        self.tabifyDockWidget(self._jobs_dock, self._runs_dock)
+        self._runs_dock.hide()
 
         self._build_actions()
         self._build_toolbar()
@@ -141,6 +146,8 @@ class MainWindow(QMainWindow):
         self._sidebar.show_requested.connect(self._on_sidebar_show_requested)
         self._selection.changed.connect(self._on_selection_changed)
         self._launcher.message.connect(self._status.showMessage)
+        self._launcher.runs_started.connect(self._runs_dock.show_runs)
+        self._runs_dock.message.connect(self._status.showMessage)
         self._grid.focus_changed.connect(self._on_grid_focus_changed)
         self._grid.control_changed.connect(self._on_grid_control_changed)
         self._grid.context_menu_requested.connect(self._on_grid_context_menu_requested)
@@ -192,8 +199,11 @@ class MainWindow(QMainWindow):
     def launcher(self) -> FlowLauncher:
         return self._launcher
 
+    def runs_dock(self) -> FlowRunsDock:
+        return self._runs_dock
+
     def action(self, name: str) -> QAction:
-        """An action by name: add, remove, run-flow, layout-1..4, back, control, jobs, stats, quit."""
+        """An action by name: add, remove, run-flow, layout-1..4, back, control, jobs, flows, stats, quit."""
         return self._actions[name]
 
     # -- public slots ----------------------------------------------------------
@@ -204,6 +214,7 @@ class MainWindow(QMainWindow):
         self._unsubscribe = self._backend.add_listener(self._on_backend_device_changed)
         self._spawn(self._load_devices(), "Could not load devices")
         self._jobs_feed.start()
+        self._runs_dock.start()
         self._refresh_health()
         self._health_timer.start()
 
@@ -311,29 +322,9 @@ class MainWindow(QMainWindow):
 
     @Slot(str, QPoint)
     def _on_grid_context_menu_requested(self, pane_id: str, position: QPoint) -> None:
-        menu = QMenu(self)
-        if pane_id:
-            if pane_id not in self._selection.ids():
-                self._selection.select([pane_id])
-            menu.addAction(self._launcher.action())
-            menu.addSeparator()
-            focused = self._grid.focused_pane() == pane_id
-            in_control = self._grid.control_pane() == pane_id
-            if focused:
-                menu.addAction(icon("back"), "Back to grid", self._grid.show_grid)
-            else:
-                menu.addAction(icon("layout-1"), "Fill grid area", lambda: self._grid.focus_pane(pane_id))
-            menu.addAction(
-                icon("control"),
-                "Release control" if in_control else "Take control",
-                lambda: self._grid.set_control(pane_id, not in_control),
-            )
-            menu.addAction(icon("reconnect"), "Reconnect stream", lambda: self._grid.reconnect_pane(pane_id))
-            menu.addSeparator()
-            menu.addAction(icon("remove"), "Remove device…", lambda: self.remove_devices([pane_id]))
-        else:
-            for columns in LAYOUTS:
-                menu.addAction(self._actions[f"layout-{columns}"])
+        if pane_id and pane_id not in self._selection.ids():
+            self._selection.select([pane_id])
+        menu = pane_menu(self, self._grid, pane_id, self._actions, self.remove_devices)
         menu.popup(position)
 
     @Slot()
@@ -409,6 +400,7 @@ class MainWindow(QMainWindow):
                 self._unsubscribe = None
             self._jobs_feed.stop()
             self._launcher.stop()
+            self._runs_dock.stop()
             for task in list(self._tasks):
                 task.cancel()
             if self._dialog is not None:
@@ -576,6 +568,7 @@ class MainWindow(QMainWindow):
         a["jobs"].setText("Jobs")
         a["jobs"].setShortcut(QKeySequence("Ctrl+J"))
         a["jobs"].setToolTip("Show the jobs panel: what provisioning and removal are doing (Ctrl+J)")
+        a["flows"] = self._runs_dock.toggle_action()
         a["stats"] = QAction("Show frame rates", self)
         a["stats"].setCheckable(True)
         a["stats"].toggled.connect(self._on_stats_action_toggled)
@@ -593,34 +586,7 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setFloatable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        bar.addAction(self._actions["add"])
-        bar.addAction(self._actions["remove"])
-        bar.addAction(self._actions["run-flow"])
-        bar.addSeparator()
-        for columns in LAYOUTS:
-            bar.addAction(self._actions[f"layout-{columns}"])
-        bar.addSeparator()
-        bar.addAction(self._actions["back"])
-        bar.addAction(self._actions["control"])
-        bar.addSeparator()
-        bar.addAction(self._actions["jobs"])
+        fill_toolbar(bar, self._actions)
 
     def _build_menus(self) -> None:
-        menus = self.menuBar()
-        file_menu = menus.addMenu("&File")
-        file_menu.addAction(self._actions["quit"])
-        devices = menus.addMenu("&Devices")
-        devices.addAction(self._actions["add"])
-        devices.addAction(self._actions["remove"])
-        devices.addSeparator()
-        devices.addAction(self._actions["run-flow"])
-        devices.addMenu(self._launcher.recent_menu())
-        view = menus.addMenu("&View")
-        for columns in LAYOUTS:
-            view.addAction(self._actions[f"layout-{columns}"])
-        view.addSeparator()
-        view.addAction(self._actions["back"])
-        view.addAction(self._actions["control"])
-        view.addSeparator()
-        view.addAction(self._actions["jobs"])
-        view.addAction(self._actions["stats"])
+        fill_menus(self.menuBar(), self._actions, {"recent-flows": self._launcher.recent_menu()})
