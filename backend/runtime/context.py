@@ -34,10 +34,19 @@ AGENT_DIR = Path(agent.__file__).parent
 HASH_LABEL = "corral.content-hash"
 _HASH_VERSION = b"corral-image-inputs-v1"
 
-AGENT_DISTRIBUTIONS = ("pydantic", "websockets")
-"""What the agent imports besides the standard library (see agent/protocol.py)."""
+AGENT_DISTRIBUTIONS = ("pydantic", "websockets", "playwright", "pyzbar", "pillow")
+"""What the agent imports besides the standard library: the protocol's (agent/protocol.py) and the
+browser driver's (agent/drivers/: Playwright drives Chromium, pyzbar and Pillow read QR codes)."""
 
-_FALLBACK_REQUIREMENTS = {"pydantic": "pydantic>=2.7,<3", "websockets": "websockets>=13"}
+_FALLBACK_REQUIREMENTS = {
+    "pydantic": "pydantic>=2.7,<3",
+    "websockets": "websockets>=13",
+    # The driver is written against this Playwright; Debian's Chromium is checked with it.
+    "playwright": "playwright==1.65.2",
+    "pyzbar": "pyzbar==0.1.9",
+    # The backend does not use Pillow, so the host may lack it: pin what the image was tested with.
+    "pillow": "pillow==13.0.0",
+}
 _SKIPPED_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Corral browser device: the agent and Xvnc, then Chromium, supervised.
+# Corral browser device: the agent and Xvnc, supervised. The agent starts Chromium.
 #
 # Runs as the device's non-root uid under tini (PID 1, `tini -g`).
 #
@@ -15,6 +15,13 @@
 #   env CORRAL_START_URL  first page; empty shows the baked-in start page
 #   env CORRAL_ANIMATE=1  start page runs an animation (fps benchmarks), paced to
 #   env CORRAL_ANIMATE_FPS  frames per second, default 30
+#   /opt/corral/start/    the start page; test/ holds the pages the agent's tests and
+#                         the example flows use (file:///opt/corral/start/test/*.html)
+#
+# Chromium belongs to the agent (agent/drivers/browser.py): it launches Debian's
+# Chromium through Playwright over a pipe (no remote debugging port), headed on
+# $DISPLAY in kiosk mode on the start page above, and relaunches it with a backoff
+# when it exits. The agent's environment carries everything it needs for that.
 #
 # Why `-SecurityTypes None` is safe here: Xvnc listens on no TCP port
 # (-rfbport -1, -nolisten tcp, -nolisten local) and only on a unix socket of mode
@@ -24,9 +31,9 @@
 # this device. A VNC password would add nothing but a secret to distribute.
 #
 # Lifetimes: Xvnc is the device's screen; if it dies the script exits non-zero so
-# the container stops and the failure is visible. Chromium and the agent are
-# restarted with a backoff (1 s doubling to 30 s) whenever they exit; the agent
-# normally fails until the hub listens on hub.sock. docker stop sends SIGTERM to
+# the container stops and the failure is visible. The agent is restarted with a
+# backoff (1 s doubling to 30 s) whenever it exits; it retries until the hub
+# listens on hub.sock, and its Chromium exits with it. docker stop sends SIGTERM to
 # the whole process group (tini -g); every process exits within a fraction of a
 # second.
 
@@ -34,7 +41,6 @@ set -u -o pipefail
 
 RUN_DIR=/run/corral
 VNC_SOCKET=$RUN_DIR/vnc.sock
-CHROMIUM_LOG=/tmp/chromium.log
 export DISPLAY=:1
 export HOME=${HOME:-/tmp/home}
 
@@ -60,6 +66,7 @@ fi
 width=${BASH_REMATCH[1]}
 height=${BASH_REMATCH[2]}
 depth=${BASH_REMATCH[4]:-24}
+export CORRAL_SCREEN=$screen # the agent sizes Chromium's window and its screenshots from it
 
 mkdir -p "$HOME"
 # Created here (as the device uid, sticky like the usual root-owned one) so Xvnc
@@ -92,55 +99,13 @@ supervise() {
     done
 }
 
-start_url() {
-    if [[ -n ${CORRAL_START_URL:-} ]]; then
-        printf '%s' "$CORRAL_START_URL"
-        return
-    fi
-    # Python does the URL-encoding: device names may hold any character.
-    /usr/bin/python3 -I -c '
-import os, urllib.parse
-fragment = urllib.parse.urlencode(
-    {
-        "id": os.environ.get("CORRAL_DEVICE_ID", ""),
-        "name": os.environ.get("CORRAL_DEVICE_NAME", ""),
-        "animate": os.environ.get("CORRAL_ANIMATE", "0"),
-        "fps": os.environ.get("CORRAL_ANIMATE_FPS", "30"),
-    },
-    quote_via=urllib.parse.quote,
-)
-print("file:///opt/corral/start/index.html#" + fragment, end="")
-'
-}
-
-run_chromium() {
-    local url=$1
-    # --no-sandbox: the container has no capabilities, no-new-privileges and no
-    # user namespaces, so Chromium's own sandbox cannot start; the container is
-    # the sandbox. --test-type hides the infobar that warns about --no-sandbox.
-    # Output goes to a file (it is noisy); its tail is logged when Chromium exits.
-    # The window is one pixel larger than the screen: without a window manager,
-    # Chromium shrinks a window of exactly the screen's size by one pixel, which
-    # leaves a black line along the right and bottom edges.
-    /usr/bin/chromium --no-sandbox --kiosk --no-first-run --disable-gpu \
-        --disable-dev-shm-usage --disable-background-networking \
-        --disable-component-update --disable-sync --disable-quic \
-        --noerrdialogs --no-default-browser-check --password-store=basic \
-        --hide-crash-restore-bubble --test-type \
-        --user-data-dir=/tmp/chrome --window-position=0,0 \
-        --window-size="$((width + 1)),$((height + 1))" "$url" >>"$CHROMIUM_LOG" 2>&1
-    local rc=$?
-    # Without a D-Bus in the container Chromium logs D-Bus errors all along; skip them.
-    grep -v 'ERROR:dbus/' "$CHROMIUM_LOG" | tail -n 15 | sed 's/^/chromium: /' >&2
-    return "$rc"
-}
-
 run_agent() {
     exec /opt/corral/venv/bin/python -m agent
 }
 
-# The agent needs no screen: started first, it says hello while Xvnc comes up
-# (a recovering device is ready as soon as both are, not one after the other).
+# Started first, the agent says hello and starts Playwright while Xvnc comes up
+# (a recovering device is ready as soon as both are, not one after the other);
+# it launches Chromium as soon as the display's socket exists.
 supervise agent run_agent &
 
 Xvnc "$DISPLAY" -rfbunixpath "$VNC_SOCKET" -rfbunixmode 0600 -rfbport -1 \
@@ -158,8 +123,6 @@ if ((ready != 0)) || ! kill -0 "$xvnc_pid" 2>/dev/null; then
     exit 1
 fi
 log "Xvnc ready on $DISPLAY (${width}x${height}x${depth}), VNC at $VNC_SOCKET"
-
-supervise chromium run_chromium "$(start_url)" &
 
 wait "$xvnc_pid"
 rc=$?
