@@ -31,7 +31,7 @@ from backend.flows import syntax
 from backend.flows.mapping import AGENT_NAMES, Context, agent_commands
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError, FlowProblem
 from backend.flows.program import Block, Leaf, Node, Program
-from backend.flows.variables import classify, references, render, strings_in, substitute
+from backend.flows.variables import classify, malformed, references, render, substitute_all, texts
 from backend.flows.yamlsafe import Map, Seq, read_documents
 
 __all__ = ["DEVICE_KINDS", "MAX_RUNFLOW_DEPTH", "MAX_STEPS", "Reader", "compile_flow"]
@@ -60,6 +60,8 @@ class _Scope:
 
 @dataclass
 class _Compiler:
+    """One check of one flow: collects problems instead of stopping at the first."""
+
     read: Reader
     roles: dict[str, str] = field(default_factory=dict)
     problems: list[FlowProblem] = field(default_factory=list)
@@ -69,6 +71,7 @@ class _Compiler:
     wanted: list[tuple[str, str, str, int | None, str]] = field(default_factory=list)
     """(role, name, file, line, command) of every ``${<role>.<name>}``."""
     count: int = 0
+    parsed: dict[str, tuple[Map, Seq] | None] = field(default_factory=dict)
 
     def problem(self, file: str, line: int | None, command: str | None, message: str) -> None:
         self.problems.append(FlowProblem(file, line, command, message))
@@ -76,7 +79,12 @@ class _Compiler:
     # -- files --------------------------------------------------------------
 
     def documents(self, key: str, line: int | None = None, via: str | None = None) -> tuple[Map, Seq] | None:
-        """The header and the command list of file *key*, or None (problems recorded)."""
+        """The header and the command list of file *key*, or None (problems recorded, once per file)."""
+        if key not in self.parsed:
+            self.parsed[key] = self.read_documents(key, line, via)
+        return self.parsed[key]
+
+    def read_documents(self, key: str, line: int | None, via: str | None) -> tuple[Map, Seq] | None:
         try:
             text = self.sources[key] if key in self.sources else self.read(key)
         except FlowError as exc:
@@ -155,7 +163,10 @@ class _Compiler:
         self.count += 1
         if self.count == MAX_STEPS + 1:
             self.problem(
-                file, line, None, f"the flow expands to more than {MAX_STEPS} commands (runFlow fan-out)"
+                file,
+                line,
+                None,
+                f"more than {MAX_STEPS} commands, counting a runFlow file's commands each time it runs",
             )
         if self.count > MAX_STEPS:
             return None
@@ -240,10 +251,10 @@ class _Compiler:
         self, command: str, raw: Mapping[str, Any], file: str, line: int | None, scope: _Scope, role: str
     ) -> bool:
         ok = True
-        values = {
-            key: value for key, value in raw.items() if not (command == "evalScript" and key == "script")
-        }
-        for text in strings_in(values):
+        for text in texts(raw, command):
+            for snippet in malformed(text):
+                self.problem(file, line, command, f"`{snippet}` is not supported: {_UNSUPPORTED_JS}")
+                ok = False
             for inner in references(text):
                 ref = classify(inner, self.roles)
                 if ref.kind == "unsupported":
@@ -387,9 +398,12 @@ class _Compiler:
             )
         else:
             self.role_blocks(commands, main, scope, header.url, lanes)
+            for role in [role for role, nodes in lanes.items() if not nodes]:
+                self.problem(main, header_raw.lines.get("roles"), None, f"role `{role}` has no commands")
         self.check_wanted()
         if self.problems:
-            raise FlowError(sorted(self.problems, key=_order(list(self.sources))))
+            # A runFlow file used twice is checked twice: report each problem once.
+            raise FlowError(sorted(dict.fromkeys(self.problems), key=_order(list(self.sources))))
         return Flow(
             name=header.name or PurePosixPath(main).stem,
             path=None,
@@ -473,16 +487,7 @@ def _static(raw: Mapping[str, Any], scope: _Scope, command: str) -> tuple[bool, 
             return "${" + inner + "}"
         return value
 
-    def walk(value: Any, key: str = "") -> Any:
-        if isinstance(value, str):
-            return value if (command == "evalScript" and key == "script") else substitute(value, value_of)
-        if isinstance(value, dict):
-            return {name: walk(item, name) for name, item in value.items()}
-        if isinstance(value, list):
-            return [walk(item) for item in value]
-        return value
-
-    resolved = walk(dict(raw))
+    resolved = substitute_all(raw, command, value_of)
     return known, resolved
 
 

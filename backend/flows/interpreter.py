@@ -30,7 +30,7 @@ from backend.flows import syntax
 from backend.flows.mapping import Context, agent_commands, describe, target
 from backend.flows.model import Call, Executor, Flow, FlowOutcome, Observer, StepEvent, StepOutcome
 from backend.flows.program import Block, Leaf, Node, Program
-from backend.flows.variables import classify, references, render, substitute
+from backend.flows.variables import classify, references, render, substitute, substitute_all, texts
 
 __all__ = ["CONDITION_TIMEOUT", "MAX_ITERATIONS", "execute"]
 
@@ -347,32 +347,19 @@ class _Run:
         self, lane: _Lane, raw: Mapping[str, Any], scope: dict[str, str], command: str
     ) -> dict[str, Any]:
         """*raw* with every variable substituted (waiting for other roles' values)."""
-        texts = [text for key, text in _strings(raw) if not (command == "evalScript" and key == "script")]
-        values = await self.values(lane, texts, scope)
+        values = await self.values(lane, texts(raw, command), scope)
+        return substitute_all(raw, command, values.__getitem__)
 
-        def walk(value: Any, key: str = "") -> Any:
-            if isinstance(value, str):
-                if command == "evalScript" and key == "script":
-                    return value
-                return substitute(value, values.__getitem__)
-            if isinstance(value, Mapping):
-                return {name: walk(item, name) for name, item in value.items()}
-            if isinstance(value, list):
-                return [walk(item) for item in value]
-            return value
-
-        return dict(walk(raw))
-
-    async def values(self, lane: _Lane, texts: list[str], scope: dict[str, str]) -> dict[str, str]:
+    async def values(self, lane: _Lane, strings: list[str], scope: dict[str, str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for text in texts:
+        for text in strings:
             for inner in references(text):
                 if inner not in found:
                     found[inner] = await self.value(lane, inner, scope)
         return found
 
     async def value(self, lane: _Lane, inner: str, scope: dict[str, str]) -> str:
-        ref = classify(inner, self.lanes.keys() | set())
+        ref = classify(inner, self.lanes.keys())
         shown = "${" + inner + "}"
         if ref.kind == "env":
             if ref.name not in scope:
@@ -414,16 +401,6 @@ class _Run:
                 await self.changed.wait()
         finally:
             lane.waiting, lane.waiting_for = None, None
-
-
-def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
-    if isinstance(value, str):
-        return [(key, value)]
-    if isinstance(value, Mapping):
-        return [pair for name, item in value.items() for pair in _strings(item, name)]
-    if isinstance(value, list):
-        return [pair for item in value for pair in _strings(item, key)]
-    return []
 
 
 def _written(node: Node) -> tuple[str, bool]:

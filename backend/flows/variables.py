@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Ref", "classify", "map_strings", "references", "render", "strings_in", "substitute"]
+__all__ = ["Ref", "classify", "malformed", "references", "render", "substitute", "substitute_all", "texts"]
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
@@ -51,7 +51,17 @@ def references(text: str) -> Iterator[str]:
         yield match.group(1).strip()
 
 
-def classify(inner: str, roles: Mapping[str, str] | frozenset[str] | set[str]) -> Ref:
+def malformed(text: str) -> list[str]:
+    """Each ``${`` of *text* that does not open a plain ``${…}`` (nested braces, no closing ``}``)."""
+    starts = {match.start() for match in _REFERENCE.finditer(text)}
+    found = []
+    for index in range(len(text)):
+        if text.startswith("${", index) and index not in starts:
+            found.append(text[index : index + 24] + ("…" if len(text) > index + 24 else ""))
+    return found
+
+
+def classify(inner: str, roles: Collection[str]) -> Ref:
     """What ``${inner}`` refers to, given the flow's declared *roles*."""
     if not _NAME.match(inner):
         return Ref(inner, "unsupported")
@@ -72,27 +82,42 @@ def substitute(text: str, value_of: Callable[[str], str]) -> str:
     return _REFERENCE.sub(lambda match: value_of(match.group(1).strip()), text)
 
 
-def strings_in(value: Any) -> Iterator[str]:
-    """Every string inside *value* (nested dicts and lists), keys excluded."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings_in(item)
+def _literal(command: str, key: str) -> bool:
+    """Whether argument *key* of *command* is left as written (evalScript's script is JavaScript)."""
+    return command == "evalScript" and key == "script"
 
 
-def map_strings(value: Any, change: Callable[[str], str]) -> Any:
-    """A copy of *value* (plain dicts and lists) with *change* applied to every string."""
-    if isinstance(value, str):
-        return change(value)
-    if isinstance(value, dict):
-        return {key: map_strings(item, change) for key, item in value.items()}
-    if isinstance(value, list):
-        return [map_strings(item, change) for item in value]
-    return value
+def texts(raw: Mapping[str, Any], command: str) -> list[str]:
+    """Every string of *command*'s arguments *raw* that variables are substituted in."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk({key: value for key, value in raw.items() if not _literal(command, key)})
+    return found
+
+
+def substitute_all(raw: Mapping[str, Any], command: str, value_of: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of *command*'s arguments *raw* (plain dicts and lists) with every variable substituted."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return substitute(value, value_of)
+        if isinstance(value, Mapping):
+            return {name: walk(item) for name, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    return {key: value if _literal(command, key) else walk(value) for key, value in raw.items()}
 
 
 def render(value: Any) -> str:

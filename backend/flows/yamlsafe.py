@@ -21,7 +21,7 @@ import yaml
 
 from backend.flows.model import FlowError, FlowProblem
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "Map", "Seq", "line_of", "read_documents"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "Map", "Seq", "read_documents"]
 
 MAX_BYTES = 1024 * 1024
 """Largest flow file read (1 MiB); a flow is a page of commands, not data."""
@@ -55,11 +55,6 @@ class Seq(list[Any]):
 
     line: int
     lines: list[int]
-
-
-def line_of(value: Any, default: int | None = None) -> int | None:
-    """The line a :class:`Map` or :class:`Seq` starts on, else *default*."""
-    return getattr(value, "line", default)
 
 
 def read_documents(text: str, file: str) -> list[Any]:

@@ -168,7 +168,7 @@ def test_run_flow_fan_out_is_bounded() -> None:
     files["l4"] = "- back\n" * 10
     found = problems(HEADER + "- runFlow: l0.yaml\n", **files)
     assert len(found) == 1
-    assert found[0].endswith("the flow expands to more than 10000 commands (runFlow fan-out)")
+    assert found[0].endswith("more than 10000 commands, counting a runFlow file's commands each time it runs")
 
 
 def test_a_variable_defined_nowhere_in_a_sub_flow() -> None:
@@ -193,14 +193,14 @@ ROLES = "roles:\n  viewer: browser\n  scanner: browser\n---\n"
 
 
 def test_unknown_role_block() -> None:
-    assert problems(ROLES + "- printer:\n    - back\n") == [
-        "main.yaml:5: printer: unknown role `printer` (declared: viewer, scanner)"
+    assert problems(ROLES + "- viewer: [back]\n- scanner: [back]\n- printer:\n    - back\n") == [
+        "main.yaml:7: printer: unknown role `printer` (declared: viewer, scanner)"
     ]
 
 
 def test_commands_of_a_flow_with_roles_go_in_role_blocks() -> None:
-    assert problems(ROLES + "- back\n") == [
-        "main.yaml:5: back: in a flow with roles, each command goes in a role's block:"
+    assert problems(ROLES + "- viewer: [back]\n- scanner: [back]\n- back\n") == [
+        "main.yaml:7: back: in a flow with roles, each command goes in a role's block:"
         " `- <role>:` then its list"
     ]
 
@@ -214,8 +214,8 @@ def test_a_role_value_nobody_sets() -> None:
 
 
 def test_read_qr_from_an_undeclared_role() -> None:
-    text = ROLES + "- scanner:\n    - readQr:\n        from: camera\n"
-    assert problems(text) == ["main.yaml:6: readQr: unknown role `camera` (declared: viewer, scanner)"]
+    text = ROLES + "- viewer: [back]\n- scanner:\n    - readQr:\n        from: camera\n"
+    assert problems(text) == ["main.yaml:7: readQr: unknown role `camera` (declared: viewer, scanner)"]
 
 
 def test_bad_role_declarations() -> None:
@@ -223,12 +223,13 @@ def test_bad_role_declarations() -> None:
     assert problems(text) == [
         "main.yaml:1: `tapOn` cannot name a role (a word not used by commands)",
         "main.yaml:1: role `viewer`: unknown device kind `toaster` (android, browser)",
+        "main.yaml:1: role `tapOn` has no commands",
     ]
 
 
 def test_only_the_main_flow_declares_roles() -> None:
     sub = "roles: {x: browser}\n---\n- back\n"
-    assert problems(ROLES + "- viewer:\n    - runFlow: sub.yaml\n", sub=sub) == [
+    assert problems(ROLES + "- viewer:\n    - runFlow: sub.yaml\n- scanner: [back]\n", sub=sub) == [
         "sub.yaml:1: only the main flow may declare roles"
     ]
 
@@ -251,4 +252,26 @@ def test_sources_rebuild_the_same_flow_without_the_disk(tmp_path) -> None:  # ty
 def test_the_header_url_takes_variables() -> None:
     assert problems("url: ${BASE}/login.html\n---\n- launchApp\n") == [
         "main.yaml:1: url: missing variable `${BASE}`: define it in env, --env or runFlow env"
+    ]
+
+
+def test_a_sub_flow_used_twice_reports_its_problems_once() -> None:
+    sub = "colour: red\n---\n- tapOnn: x\n"
+    assert problems(HEADER + "- runFlow: sub.yaml\n- runFlow: sub.yaml\n", sub=sub) == [
+        "sub.yaml:1: header: unknown key `colour`",
+    ]
+
+
+def test_a_declared_role_without_commands() -> None:
+    assert problems(ROLES + "- viewer: [back]\n") == ["main.yaml:1: role `scanner` has no commands"]
+
+
+def test_javascript_with_braces_is_reported_too() -> None:
+    assert problems(HEADER + "- inputText: '${ {a: 1}.a } and ${NAME'\n", {"NAME": "x"}) == [
+        "main.yaml:3: inputText: `${ {a: 1}.a } and ${NAME` is not supported: Corral substitutes variables"
+        " but does not evaluate JavaScript in ${…};"
+        " compute the value with evalScript into output.x, then use ${output.x}",
+        "main.yaml:3: inputText: `${NAME` is not supported: Corral substitutes variables"
+        " but does not evaluate JavaScript in ${…};"
+        " compute the value with evalScript into output.x, then use ${output.x}",
     ]

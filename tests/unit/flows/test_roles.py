@@ -209,3 +209,12 @@ async def test_role_blocks_of_one_role_join_in_order() -> None:
     devices = Devices()
     assert (await start(text, devices, Steps())).passed
     assert devices.names("viewer") == ["back", "hide_keyboard"]
+
+
+async def test_a_roles_own_value_is_not_waited_for() -> None:
+    text = ROLES + "- viewer:\n    - openLink: ${viewer.qr}\n    - readQr\n- scanner:\n    - back\n"
+    steps = Steps()
+    outcome = await start(text, Devices(), steps)
+    assert outcome.error == (
+        "openLink ${viewer.qr}: `${viewer.qr}` is not set: no earlier command of role viewer set it"
+    )

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
+import pytest
 import yaml
 
 from backend.flows import load
@@ -97,3 +99,20 @@ def test_the_flow_readme_lists_every_command() -> None:
     text = (ROOT / "examples" / "flows" / "README.md").read_text()
     table = text[text.index("| command |") : text.index("Selectors (")]
     assert [name for name in SPECS if f"`{name}`" not in table] == []
+
+
+def test_the_schema_accepts_the_shipped_flows_and_refuses_mistakes() -> None:
+    validate = fastjsonschema.compile(flow_schema())
+    paths = sorted([*(ROOT / "examples" / "flows").glob("*.yaml"), *FIXTURES.rglob("*.yaml")])
+    assert len(paths) == 6
+    for path in paths:
+        for document in yaml.safe_load_all(path.read_text()):
+            validate(document)
+    for mistake in (
+        [{"tapOn": {"colour": "red"}}],
+        [{"tapOnn": "x"}],
+        [{"repeat": {"times": 2}}],
+        {"roles": []},
+    ):
+        with pytest.raises(fastjsonschema.JsonSchemaException):
+            validate(mistake)
