@@ -89,8 +89,8 @@ class StepColumn(IntEnum):
     LABEL = 2
     STATE = 3
     DURATION = 4
-    ERROR = 5
-    SCREENSHOT = 6
+    SCREENSHOT = 5
+    ERROR = 6
 
 
 _STEP_HEADERS = {
@@ -99,8 +99,8 @@ _STEP_HEADERS = {
     StepColumn.LABEL: "Step",
     StepColumn.STATE: "State",
     StepColumn.DURATION: "Duration",
-    StepColumn.ERROR: "Error",
     StepColumn.SCREENSHOT: "Screenshot",
+    StepColumn.ERROR: "Error",
 }
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 

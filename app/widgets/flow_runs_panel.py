@@ -35,21 +35,21 @@ from backend.api import FlowRunInfo, FlowStepInfo
 __all__ = ["FlowRunsPanel"]
 
 _RUN_WIDTHS = {
-    RunColumn.ID: 50,
-    RunColumn.FLOW: 130,
-    RunColumn.DEVICES: 150,
-    RunColumn.STATE: 96,
-    RunColumn.STEPS: 56,
-    RunColumn.CURRENT: 200,
-    RunColumn.ELAPSED: 70,
+    RunColumn.ID: 44,
+    RunColumn.FLOW: 110,
+    RunColumn.DEVICES: 120,
+    RunColumn.STATE: 88,
+    RunColumn.STEPS: 50,
+    RunColumn.CURRENT: 170,
+    RunColumn.ELAPSED: 66,
 }
 _STEP_WIDTHS = {
-    StepColumn.N: 36,
+    StepColumn.N: 32,
     StepColumn.ROLE: 70,
-    StepColumn.LABEL: 230,
-    StepColumn.STATE: 84,
-    StepColumn.DURATION: 70,
-    StepColumn.ERROR: 200,
+    StepColumn.LABEL: 220,
+    StepColumn.STATE: 80,
+    StepColumn.DURATION: 66,
+    StepColumn.SCREENSHOT: 108,
 }
 
 
@@ -126,6 +126,8 @@ class FlowRunsPanel(QWidget):
         self._steps_table = _table(steps)
         self._steps_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self._steps_table.setIconSize(THUMBNAIL_SIZE)
+        # Rows with a thumbnail grow to it; the others stay one line (a run has few steps).
+        self._steps_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self._steps_table.setItemDelegateForColumn(
             StepColumn.STATE, StateDotDelegate(_step_colour, self._steps_table)
         )
@@ -147,7 +149,7 @@ class FlowRunsPanel(QWidget):
         self._splitter = QSplitter(Qt.Orientation.Horizontal)
         self._splitter.addWidget(self._runs_table)
         self._splitter.addWidget(steps_box)
-        self._splitter.setSizes([620, 620])
+        self._splitter.setSizes([700, 640])
         self._splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 8)
