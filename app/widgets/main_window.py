@@ -586,7 +586,7 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setFloatable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        fill_toolbar(bar, self._actions)
+        fill_toolbar(bar, self._actions, {"run-flow": self._launcher.recent_menu()})
 
     def _build_menus(self) -> None:
         fill_menus(self.menuBar(), self._actions, {"recent-flows": self._launcher.recent_menu()})

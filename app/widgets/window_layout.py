@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QMenuBar, QToolBar, QWidget
+from PySide6.QtWidgets import QMenu, QMenuBar, QToolBar, QToolButton, QWidget
 
 from app.theme import icon
 from app.widgets.grid_view import GridView
@@ -29,12 +29,23 @@ MENUS: Mapping[str, tuple[str, ...]] = {
 """Menu title -> entries: action names, SEPARATOR, or the name of a submenu."""
 
 
-def fill_toolbar(bar: QToolBar, actions: Mapping[str, QAction], names: Sequence[str] = TOOLBAR) -> None:
+def fill_toolbar(
+    bar: QToolBar,
+    actions: Mapping[str, QAction],
+    dropdowns: Mapping[str, QMenu] | None = None,
+    names: Sequence[str] = TOOLBAR,
+) -> None:
+    """Add *names* to *bar*; an action in *dropdowns* gets that menu on an arrow beside its button."""
     for name in names:
         if name == SEPARATOR:
             bar.addSeparator()
-        else:
-            bar.addAction(actions[name])
+            continue
+        bar.addAction(actions[name])
+        menu = (dropdowns or {}).get(name)
+        button = bar.widgetForAction(actions[name])
+        if menu is not None and isinstance(button, QToolButton):
+            button.setMenu(menu)
+            button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
 
 
 def fill_menus(

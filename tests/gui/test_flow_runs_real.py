@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QPoint, QSize, Qt
 
+from app.dialogs.flow_roles import FlowRolesDialog
 from app.dialogs.screenshot import ScreenshotDialog
 from app.models.flow_runs import RunColumn, StepColumn
 from tests.gui.helpers import close_to, evaluate, hex_colour, run_async, save_screenshot
@@ -198,3 +199,60 @@ def test_run_flow_on_two_selected_panes_shows_steps_on_both_and_fills_the_panel(
     assert not panel.cancel_button().isEnabled()
     # The device stays usable: it is still ready and streaming.
     assert window.model().device(ids[1]).state == "ready"
+
+
+PAIR = Path(__file__).resolve().parents[2] / "examples" / "flows" / "pair.yaml"
+
+
+def test_a_flow_with_roles_asks_who_plays_each_and_runs_once_on_both(qtbot, window, corral):
+    devices = run_async(qtbot, corral.provision("browser", 2), timeout=30_000)
+    ids = [device.id for device in devices]
+    _wait_ready_and_streaming(qtbot, window, ids)
+    names = {i: window.model().device(i).name for i in ids}
+    window.sidebar().select_devices(ids)
+    qtbot.waitUntil(lambda: sorted(window.grid().selected_panes()) == sorted(ids))
+
+    window.launcher().run_file(str(PAIR))
+    qtbot.waitUntil(lambda: window.findChild(FlowRolesDialog) is not None, timeout=15_000)
+    dialog = window.findChild(FlowRolesDialog)
+    viewer, scanner = dialog.role_box("viewer"), dialog.role_box("scanner")
+    # The sidebar lists devices by name, so the first selected is the first by name.
+    first, second = sorted(ids, key=lambda i: names[i])
+    assert (viewer.currentText(), scanner.currentText()) == (names[first], names[second])
+    # Swap them: the second device shows the code, the first reads it.
+    viewer.setCurrentIndex(viewer.findText(names[second]))
+    assert not dialog.run_button().isEnabled()
+    scanner.setCurrentIndex(scanner.findText(names[first]))
+    assert dialog.run_button().isEnabled()
+    dialog.run_button().click()
+
+    runs = window.runs_dock().runs_model()
+    qtbot.waitUntil(lambda: runs.rowCount() == 1, timeout=30_000)
+    (run,) = runs.runs()
+    assert run.devices == {"viewer": second, "scanner": first}
+    assert runs.index(0, RunColumn.DEVICES).data() == f"viewer: {names[second]}, scanner: {names[first]}"
+
+    def ended() -> bool:
+        current = runs.run(run.id)
+        assert current.state != "failed", current.error
+        return current.state == "passed"
+
+    qtbot.waitUntil(ended, timeout=RUN_TIMEOUT)
+    # One run, shown on both of its devices' panes.
+    for pane_id in ids:
+        qtbot.waitUntil(lambda p=pane_id: _flow(qtbot, window, p).get("state") == "passed", timeout=5000)
+        assert _flow(qtbot, window, pane_id)["text"] == "Pair by QR code: passed"
+    steps = window.runs_dock().steps_model()
+    window.runs_dock().panel().select_run(run.id)
+    qtbot.waitUntil(
+        lambda: steps.run_id() == run.id and [s.state for s in steps.steps()] == ["passed"] * 5,
+        timeout=10_000,
+    )
+    assert [(s.role, s.command) for s in steps.steps()] == [
+        ("viewer", "openLink"),
+        ("scanner", "readQr"),
+        ("scanner", "openLink"),
+        ("scanner", "assertVisible"),
+        ("scanner", "takeScreenshot"),
+    ]
+    assert not window.runs_dock().panel().steps_table().isColumnHidden(StepColumn.ROLE)
