@@ -23,7 +23,7 @@ from app.widgets.device_selection import DeviceSelection
 from app.widgets.flow_launcher import RECENT_FLOWS_KEY, FlowLauncher
 from app.widgets.grid_view import GridView
 from app.widgets.sidebar import Sidebar
-from backend.api import FlowError, FlowProblem, FlowRunInfo
+from backend.api import FlowError, FlowProblem, FlowRunInfo, load_flow
 from tests.gui.helpers import dispose_widget, evaluate
 from tests.gui.snapshots import device, flow, run
 
@@ -331,3 +331,37 @@ def test_selecting_panes_selects_rows_and_the_other_way_round(qtbot, grid, devic
     grid.remove_pane("dev-a")
     assert grid.selected_panes() == []
     assert sorted(selection.ids()) == ["dev-a", "dev-b"]
+
+
+def test_a_broken_file_read_by_the_real_loader_lists_each_problem_with_its_line(
+    qtbot, qt_loop, devices, settings, parent, tmp_path
+):
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        "url: file:///opt/corral/start/test/login.html\n"
+        "---\n"
+        "- launchApp\n"
+        "- tapOn:\n"
+        "    txt: Log in\n"
+        "- inputText: ${NOPE}\n"
+        "- flyTo: moon\n"
+    )
+    backend = FakeFlows()
+    launcher = _launcher(devices, settings, parent, load_flow, ["dev-a"], backend)
+
+    launcher.run_file(str(path))
+
+    qtbot.waitUntil(lambda: parent.findChild(FlowProblemsDialog) is not None, timeout=10_000)
+    dialog = parent.findChild(FlowProblemsDialog)
+    lines = dialog.problems_text().splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines] == [
+        [f"{path}:4:", "tapOn:"],
+        [f"{path}:6:", "inputText:"],
+        [f"{path}:7:", "flyTo:"],
+    ]
+    assert "txt" in lines[0] and "${NOPE}" in lines[1] and "unknown command" in lines[2]
+    assert "<b>broken.yaml</b> has 3 problems; nothing was run." in dialog.heading_text()
+    qtbot.waitUntil(lambda: not launcher.is_busy())
+    assert backend.calls == []
+    assert launcher.recent_paths() == [str(path)]  # kept: the operator fixes it and runs it again
+    dialog.close()
