@@ -24,9 +24,9 @@ Rows: an agent ``event`` becomes ``source="agent"``, its kind, ``level`` and
 command becomes ``source="hub"``, ``kind="command"``, level ``info`` (ok) or
 ``error``, data ``{name, ok, error, duration_ms}`` (arguments are not kept: they
 may hold typed secrets). ``at`` is when the hub received it. Text is made
-storable (NUL and lone surrogates replaced); a message is cut at
-:data:`MAX_MESSAGE_CHARS`, data longer than :data:`MAX_DATA_CHARS` as JSON is
-replaced by a note of its size and keys. Rows of a device that no longer exists
+storable (NUL and lone surrogates replaced, NaN stored as null); a message is
+cut at :data:`MAX_MESSAGE_CHARS`, data longer than :data:`MAX_DATA_CHARS` bytes
+as JSON is replaced by a note of its size and keys. Rows of a device that no longer exists
 are skipped.
 """
 
@@ -34,15 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pydantic_core
 
 from agent.protocol import Event
 from backend.db import Database
@@ -81,21 +80,31 @@ WHERE u.device_id IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.id = u.devi
 """-- insert_events -- one batch of rows, in one statement; rows of vanished devices skipped."""
 
 
-@dataclass(frozen=True, slots=True)
 class _Row:
-    seq: int
-    device_id: str | None
-    at: datetime
-    source: str
-    level: str
-    kind: str
-    message: str
-    data: str | None
-    """JSON text."""
+    """One queued row (a plain class: a frozen dataclass costs a microsecond more per event)."""
 
-    @property
-    def size(self) -> int:
-        return _ROW_OVERHEAD + len(self.message) + len(self.data or "")
+    __slots__ = ("at", "data", "device_id", "kind", "level", "message", "seq", "size", "source")
+
+    def __init__(
+        self,
+        seq: int,
+        device_id: str | None,
+        source: str,
+        level: str,
+        kind: str,
+        message: str,
+        data: str | None,
+    ) -> None:
+        self.seq = seq
+        self.device_id = device_id
+        self.at = datetime.now(UTC)
+        self.source = source
+        self.level = level
+        self.kind = kind
+        self.message = message
+        self.data = data
+        """JSON text."""
+        self.size = _ROW_OVERHEAD + len(message) + len(data or "")
 
 
 class EventLog:
@@ -156,7 +165,6 @@ class EventLog:
         row = _Row(
             self._seq,
             device_id,
-            datetime.now(UTC),
             source[:32],
             level if level in LEVELS else "info",
             kind[:32],
@@ -334,7 +342,7 @@ def _storable(text: str) -> str:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _storable(value)
     if isinstance(value, dict):
         return {_clean(key): _clean(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -343,15 +351,23 @@ def _clean(value: Any) -> Any:
 
 
 def _json(data: dict[str, Any] | None) -> str | None:
-    """*data* as JSON text jsonb accepts (``\\u0000`` is refused), within MAX_DATA_CHARS."""
+    """*data* as JSON text jsonb accepts, within MAX_DATA_CHARS.
+
+    NaN and infinities become null; NUL (``\\u0000``, which jsonb refuses) and
+    lone surrogates are replaced in every string. The fast path is
+    pydantic-core's serializer (a fifth of ``json.dumps``'s cost per event).
+    """
     if data is None:
         return None
     try:
-        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        return _json({"unstorable": str(exc)[:200]})
-    if len(text) > MAX_DATA_CHARS:
-        return _json({"truncated": True, "chars": len(text), "keys": [str(k)[:64] for k in data][:20]})
-    if "\\u0000" in text:
-        text = json.dumps(_clean(data), ensure_ascii=False)
-    return _storable(text)
+        raw: bytes | None = pydantic_core.to_json(data, inf_nan_mode="null")
+    except pydantic_core.PydanticSerializationError:
+        raw = None  # a lone surrogate somewhere
+    if raw is None or b"\\u0000" in raw:
+        try:
+            raw = pydantic_core.to_json(_clean(data), inf_nan_mode="null")
+        except pydantic_core.PydanticSerializationError as exc:
+            return _json({"unstorable": str(exc)[:200]})
+    if len(raw) > MAX_DATA_CHARS:
+        return _json({"truncated": True, "bytes": len(raw), "keys": [str(key)[:64] for key in data][:20]})
+    return raw.decode()

@@ -35,7 +35,7 @@ every command pending on it fails at once with AgentDisconnected, not after its
 timeout. Each finished command is reported to :meth:`HubListener.on_command`.
 
 Keepalive: the hub pings every agent every *ping_interval* seconds and drops a
-connection whose pong is *ping_timeout* seconds late.
+connection whose pong is *ping_timeout* seconds late (None: no pings; tests).
 """
 
 from __future__ import annotations
@@ -245,8 +245,8 @@ class Hub:
         settings: Settings,
         listener: HubListener | None = None,
         *,
-        ping_interval: float = PING_INTERVAL,
-        ping_timeout: float = PING_TIMEOUT,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
     ) -> None:
         self._settings = settings
         self._listener = listener or HubListener()

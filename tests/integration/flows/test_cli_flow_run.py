@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -152,3 +154,37 @@ def test_flow_problems_exit_2_and_nothing_runs(farm: Farm, tmp_path: Path) -> No
     missing = corral(farm.settings, "flow", "run", str(good))
     assert missing.returncode == 2
     assert "corral: choose devices: --device NAME, --devices A,B, --all or --kind KIND" in missing.stderr
+
+
+def test_on_a_terminal_a_live_table_then_the_summary(farm: Farm, tmp_path: Path) -> None:
+    path = flowfiles.write(tmp_path, "login.yaml", flowfiles.LOGIN)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "flow", "run", str(path), "--all"],
+        env={**cli_env(farm.settings), "COLUMNS": "160", "TERM": "xterm"},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+        process.wait(timeout=120)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+    header = [line for line in text.splitlines() if line.split()[:3] == ["DEVICE", "FLOW", "STEP"]]
+    assert header, text
+    assert re.search(r"browser-1 +login-check +8/8 .*passed", text), text
+    assert text.rstrip().endswith("2 runs: 2 passed"), text[-500:]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +91,18 @@ def test_corral_exec_on_an_unknown_device_fails(farm: Farm) -> None:
     # The last line: under PYTHONASYNCIODEBUG the loop may warn of slow callbacks before it.
     last = result.stderr.strip().splitlines()[-1]
     assert (result.returncode, last) == (1, "corral: no device with id or name 'browser-99'")
+
+
+def test_corral_exec_open_url_then_screenshot_to_a_file(farm: Farm, tmp_path: Path) -> None:
+    url = "file:///opt/corral/start/test/login.html"
+    opened = corral(farm.settings, "exec", farm.devices[1], "open_url", url)
+    assert (opened.returncode, opened.stdout) == (0, f"{url}\n"), opened.stderr
+    shot = tmp_path / "shot.png"
+    result = corral(farm.settings, "exec", farm.devices[1], "screenshot", "-o", str(shot), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["written"] == str(shot)
+    assert "png" not in data
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", shot.read_bytes()[16:24])
+    assert (width, height) == (data["width"], data["height"])

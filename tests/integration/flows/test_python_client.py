@@ -42,10 +42,10 @@ def test_the_readme_example_runs_as_written(farm: Farm) -> None:
     assert lines[0] == "devices: browser-1, browser-2"
     assert lines[1] == "browser-1 passed "
     steps = lines[2:-1]
-    # login-check.yaml has 12 top-level steps, each one line, all passed.
+    # login-check.yaml has 13 top-level steps, each one line, all passed.
     numbers = [re.fullmatch(r"  (\d+)\. .+: passed in \d+\.\d\ds", line) for line in steps]
     assert all(numbers), steps
-    assert [int(match.group(1)) for match in numbers if match] == list(range(1, 13))
+    assert [int(match.group(1)) for match in numbers if match] == list(range(1, 14))
     assert re.fullmatch(r"ping: \{'pong': [0-9.e+]+\}", lines[-1]), lines[-1]
 
 

@@ -54,14 +54,19 @@ def token_for(settings: Settings, device_id: str) -> str:
 class FakeAgent:
     """See the module docstring. Use as ``async with FakeAgent(settings, hub, "dev1") as agent``."""
 
-    def __init__(self, settings: Settings, hub: Hub, device_id: str) -> None:
+    def __init__(
+        self, settings: Settings, hub: Hub, device_id: str, *, ping_interval: float | None = 20
+    ) -> None:
         self.settings = settings
+        self._ping_interval = ping_interval
         self.hub = hub
         self.device_id = device_id
         self.commands: asyncio.Queue[Command] = asyncio.Queue()
         self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         """Error replies of the hub (parsed JSON), in order."""
         self.connection: ClientConnection | None = None
+        self.syncs = 0
+        """Barrier frames sent (each one an invalid frame the hub counts)."""
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> FakeAgent:
@@ -77,6 +82,7 @@ class FakeAgent:
             str(path),
             uri="ws://hub/",
             additional_headers={"Authorization": f"Bearer {token_for(self.settings, self.device_id)}"},
+            ping_interval=self._ping_interval,
         )
         self._reader = asyncio.create_task(self._read())
         await self.connection.send(encode(Hello(device_id=self.device_id, agent_version="fake")))
@@ -109,6 +115,7 @@ class FakeAgent:
     async def sync(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until the hub handled every frame sent so far; returns its error replies to them."""
         await self.send(SYNC_FRAME)
+        self.syncs += 1
         replies = []
         while True:
             reply = await asyncio.wait_for(self.replies.get(), timeout)
