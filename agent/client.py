@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pydantic import ValidationError
@@ -54,6 +55,7 @@ __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AgentClient"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_IN_FLIGHT = 64
+_Send = Callable[[str], Coroutine[Any, Any, None]]
 _DRIVER_GRACE = 5.0
 """Seconds a driver may overrun a command's own timeout before the client gives up on it."""
 
@@ -237,7 +239,7 @@ class AgentClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _send_events(self, send: Any) -> None:
+    async def _send_events(self, send: _Send) -> None:
         """Send queued events in order until the connection closes."""
         while True:
             event = self._events.peek()
@@ -248,7 +250,7 @@ class AgentClient:
             await send(encode(event))
             self._events.pop(event)
 
-    def _dispatch(self, frame: str | bytes, send: Any) -> None:
+    def _dispatch(self, frame: str | bytes, send: _Send) -> None:
         try:
             message = decode(frame)
         except ProtocolError as exc:
@@ -266,12 +268,12 @@ class AgentClient:
             return
         self._spawn(self._execute(message, send))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _execute(self, message: Command, send: Any) -> None:
+    async def _execute(self, message: Command, send: _Send) -> None:
         result = await self._result_of(message)
         frame = encode(result)
         if len(frame) > MAX_FRAME_BYTES:

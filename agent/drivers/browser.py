@@ -29,13 +29,16 @@ import re
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agent.commands import AgentCommand
 from agent.drivers.base import Driver, EmitEvent
 from agent.drivers.targets import Screen
 from agent.events import RateLimit, with_suppressed
 from agent.exceptions import CommandFailed, DeviceUnavailable
+
+if TYPE_CHECKING:  # imported when used: without Playwright the agent still answers ping
+    from playwright.async_api import BrowserContext, ConsoleMessage, Page, Playwright, Request
 
 __all__ = ["CHROMIUM", "START_PAGE", "BrowserDriver", "chromium_args", "parse_screen", "start_url"]
 
@@ -49,6 +52,10 @@ _MAX_BACKOFF = 30.0
 _HEALTHY_AFTER = 60.0
 _LAUNCH_TIMEOUT = 30.0
 _MAX_MESSAGE = 2000
+_LOG_RATE = 5.0
+"""Page log events per second and source (console, page, network, browser), on average..."""
+_LOG_BURST = 50
+"""...in bursts of up to this many; the next allowed event counts the skipped ones."""
 
 
 def parse_screen(spec: str) -> Screen:
@@ -122,12 +129,13 @@ class BrowserDriver(Driver):
         self._executable = executable
         self._user_data_dir = user_data_dir
         self._supervisor: asyncio.Task[None] | None = None
-        self._playwright: Any = None
-        self._context: Any = None
+        self._playwright: Playwright | None = None
+        self._context: BrowserContext | None = None
         self._unavailable = "the browser is starting"
         self._up = asyncio.Event()
         """Set while :attr:`_context` is a running browser."""
-        self._log_limit = RateLimit(rate=5.0, burst=50)
+        # One bucket per source: a console flood must not hide an uncaught error or a crash.
+        self._log_limits: dict[str, RateLimit] = {}
         self.launches = 0
 
     @classmethod
@@ -145,8 +153,8 @@ class BrowserDriver(Driver):
 
     @property
     def running(self) -> bool:
-        """True while Chromium is up and commands can run."""
-        return self._context is not None
+        """True while Chromium is up on its start page or later, and commands can run."""
+        return self._up.is_set()
 
     async def start(self) -> None:
         if self._supervisor is None:
@@ -179,20 +187,22 @@ class BrowserDriver(Driver):
                 raise DeviceUnavailable(f"{command.name}: the browser closed during the command") from exc
             raise CommandFailed(f"{command.name}: {(exc.message or str(exc)).splitlines()[0]}") from exc
 
-    async def _running_context(self, command: AgentCommand) -> Any:
+    async def _running_context(self, command: AgentCommand) -> BrowserContext:
         """The browser's context, waiting for a launch under way up to the command's timeout."""
-        if self._context is None:
+        # Not _context: it is set before the start page has loaded, and a command's
+        # navigation would interrupt that one.
+        if not self._up.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._up.wait(), command.timeout)
         context = self._context
-        if context is None:
+        if context is None or not self._up.is_set():
             raise DeviceUnavailable(
                 f"{command.name}: the browser was not running within {command.timeout:g}s:"
                 f" {self._unavailable}"
             )
         return context
 
-    async def _page(self, context: Any, timeout: float) -> Any:
+    async def _page(self, context: BrowserContext, timeout: float) -> Page:
         """The page commands act on: the newest open one, or a new one on the start page."""
         pages = [page for page in context.pages if not page.is_closed()]
         if pages:
@@ -206,9 +216,11 @@ class BrowserDriver(Driver):
     async def _supervise(self) -> None:
         delay = _FIRST_BACKOFF
         while True:
-            await self._wait_for_display()
             started = time.monotonic()
             try:
+                # Playwright's driver starts while the X server comes up.
+                await self._start_playwright()
+                await self._wait_for_display()
                 closed = await self._launch()
             except _LaunchFailed as exc:
                 self._unavailable = f"the browser could not start ({exc}); retrying in {delay:g}s"
@@ -256,17 +268,28 @@ class BrowserDriver(Driver):
                 await writer.wait_closed()
             return
 
-    async def _launch(self) -> asyncio.Event:
-        """Start Playwright if needed and launch Chromium; return an event set when it closes."""
+    async def _start_playwright(self) -> None:
+        """Start Playwright's driver process unless it runs. Raises _LaunchFailed."""
+        if self._playwright is not None:
+            return
         try:
-            from playwright.async_api import Error as PlaywrightError
             from playwright.async_api import async_playwright
         except ImportError as exc:
             raise _LaunchFailed(f"Playwright is not installed: {exc}") from exc
         try:
-            if self._playwright is None:
-                # Bounded: when Playwright's node driver dies at start, start() never returns.
-                self._playwright = await asyncio.wait_for(async_playwright().start(), _LAUNCH_TIMEOUT)
+            # Bounded: when Playwright's node driver dies at start, start() never returns.
+            self._playwright = await asyncio.wait_for(async_playwright().start(), _LAUNCH_TIMEOUT)
+        except TimeoutError as exc:
+            raise _LaunchFailed(f"Playwright did not start within {_LAUNCH_TIMEOUT:g}s") from exc
+        except OSError as exc:
+            raise _LaunchFailed(f"Playwright did not start: {exc}") from exc
+
+    async def _launch(self) -> asyncio.Event:
+        """Launch Chromium (Playwright runs); return an event set when it closes. Raises _LaunchFailed."""
+        from playwright.async_api import Error as PlaywrightError
+
+        assert self._playwright is not None  # _start_playwright came first
+        try:
             self._context = await self._playwright.chromium.launch_persistent_context(
                 self._user_data_dir,
                 executable_path=self._executable,
@@ -280,8 +303,6 @@ class BrowserDriver(Driver):
                 handle_sigterm=False,
                 handle_sighup=False,
             )
-        except TimeoutError as exc:
-            raise _LaunchFailed(f"Playwright did not start within {_LAUNCH_TIMEOUT:g}s") from exc
         except (PlaywrightError, OSError) as exc:
             raise _LaunchFailed(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
         context = self._context
@@ -313,7 +334,7 @@ class BrowserDriver(Driver):
 
     # --- page events -----------------------------------------------------------------
 
-    def _watch_page(self, page: Any) -> None:
+    def _watch_page(self, page: Page) -> None:
         page.on("console", self._on_console)
         page.on(
             "pageerror", lambda error: self._log_event("error", "page", f"uncaught: {error}", url=page.url)
@@ -321,18 +342,26 @@ class BrowserDriver(Driver):
         page.on("requestfailed", self._on_request_failed)
         page.on("crash", lambda _page: self._log_event("error", "browser", "the page crashed", url=page.url))
 
-    def _on_console(self, message: Any) -> None:
+    def _on_console(self, message: ConsoleMessage) -> None:
         if message.type in ("error", "warning"):
             self._log_event(message.type, "console", message.text, url=message.location.get("url", ""))
 
-    def _on_request_failed(self, request: Any) -> None:
+    def _on_request_failed(self, request: Request) -> None:
+        if request.failure == "net::ERR_ABORTED":
+            return  # a navigation left the page before it finished: normal, not worth an event
         self._log_event("warning", "network", f"request failed: {request.failure}", url=request.url)
 
-    def _log_event(self, level: str, source: str, message: str, **extra: Any) -> None:
-        if not self._log_limit.allow():
+    def _log_event(self, level: str, source: str, message: str, **extra: str) -> None:
+        limit = self._log_limits.setdefault(source, RateLimit(rate=_LOG_RATE, burst=_LOG_BURST))
+        if not limit.allow():
             return
-        data = {"level": level, "source": source, "message": message[:_MAX_MESSAGE], **extra}
-        self._emit("log", with_suppressed(data, self._log_limit))
+        data = {
+            "level": level,
+            "source": source,
+            "message": message[:_MAX_MESSAGE],
+            **{key: value[:_MAX_MESSAGE] for key, value in extra.items()},
+        }
+        self._emit("log", with_suppressed(data, limit))
 
 
 class _LaunchFailed(Exception):

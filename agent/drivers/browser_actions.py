@@ -30,6 +30,8 @@ __all__ = ["ACTIONS", "Where"]
 
 _POLL = 0.1
 """Seconds between two looks at the screen for commands that poll it (QR codes, animations)."""
+_TYPED_CHARS = 500
+"""Longer texts are inserted as one input event instead of typed key by key."""
 _SCROLL_FRACTION = 0.8
 """One scroll moves this much of the screen, so a line at the edge stays in view."""
 
@@ -148,7 +150,11 @@ async def _tap(page: Page, command: c.Tap, where: Where) -> dict[str, Any]:
 
 
 async def _input_text(page: Page, command: c.InputText, _where: Where) -> dict[str, Any]:
-    await page.keyboard.type(command.text)
+    if len(command.text) <= _TYPED_CHARS:
+        await page.keyboard.type(command.text)
+    else:
+        # One keystroke per character costs a round trip each; a long text goes in at once.
+        await page.keyboard.insert_text(command.text)
     return {}
 
 

@@ -59,7 +59,37 @@ async def test_a_wait_that_times_out_names_its_target(device: Device) -> None:
 
 
 async def test_commands_wait_for_what_appears_and_goes_later(device: Device) -> None:
+    hello = await device.corral.hub.wait_hello(device.id, timeout=5)
+    assert hello.capabilities == sorted(
+        [
+            "assert",
+            "back",
+            "clear_state",
+            "copy_text",
+            "erase_text",
+            "eval_script",
+            "hide_keyboard",
+            "input_text",
+            "open_url",
+            "ping",
+            "press_key",
+            "read_qr",
+            "screenshot",
+            "scroll",
+            "scroll_until_visible",
+            "stop_app",
+            "swipe",
+            "tap",
+            "wait_for_animation",
+            "wait_until",
+        ]
+    )
     await device.command("open_url", url=f"{TEST_PAGES}/click.html")
+    long_text = "0123456789" * 100  # inserted at once rather than typed key by key
+    await device.command("tap", target={"id": "field"})
+    await device.command("input_text", text=long_text)
+    assert await device.command("copy_text", target={"id": "field"}) == {"text": long_text}
+    await device.command("assert", target={"text": f"Echo: {long_text}"})
     await device.command("tap", target={"text": "Show later"})
     await device.command("wait_until", visible={"id": "later"})
     await device.command("tap", target={"text": "Hide later"})

@@ -64,6 +64,7 @@ def test_the_pages_have_the_titles_flows_rely_on() -> None:
     }
     assert titles == {
         "click.html": "Corral test: click",
+        "errors.html": "Corral test: errors",
         "login.html": "Corral test: login",
         "long.html": "Corral test: long page",
         "qr.html": "Corral test: QR",
