@@ -42,7 +42,9 @@ class ScreenshotDialog(QDialog):
         layout.addWidget(scroll)
         self.resize(900, 620)
         self._task = asyncio.ensure_future(self._load())
-        self.finished.connect(self._task.cancel)
+        # Closed or deleted with its parent before the file was read: never touch the widget.
+        self.finished.connect(self._on_finished)
+        self.destroyed.connect(self._task.cancel)
 
     def loaded(self) -> bool:
         return self._loaded
@@ -53,6 +55,9 @@ class ScreenshotDialog(QDialog):
 
     def text(self) -> str:
         return self._label.text()
+
+    def _on_finished(self, result: int) -> None:
+        self._task.cancel()
 
     async def _load(self) -> None:
         image = await asyncio.to_thread(QImage, self._path)

@@ -153,7 +153,6 @@ class FlowRunTableModel(QAbstractTableModel):
         self._tick = QTimer(self)
         self._tick.setInterval(_TICK_MS)
         self._tick.timeout.connect(self._on_tick_timeout)
-        self._tick.start()
         if devices is not None:
             for device in devices.devices():
                 self._names[device.id] = device.name
@@ -242,7 +241,7 @@ class FlowRunTableModel(QAbstractTableModel):
         """Take one snapshot: its row changes, or it comes in where its id belongs."""
         self._live.add(run.id)
         self._put(run)
-        self.runs_changed.emit()
+        self._changed()
 
     @Slot(list)
     def reset_runs(self, runs: list[FlowRunInfo]) -> None:
@@ -250,7 +249,7 @@ class FlowRunTableModel(QAbstractTableModel):
         for run in runs:
             if run.id not in self._live:
                 self._put(run)
-        self.runs_changed.emit()
+        self._changed()
 
     # -- private slots ---------------------------------------------------------
 
@@ -272,6 +271,15 @@ class FlowRunTableModel(QAbstractTableModel):
                 self.dataChanged.emit(index, index)
 
     # -- helpers ---------------------------------------------------------------
+
+    def _changed(self) -> None:
+        # Elapsed times tick only while some run is under way.
+        if any(not run.finished for run in self._runs):
+            if not self._tick.isActive():
+                self._tick.start()
+        else:
+            self._tick.stop()
+        self.runs_changed.emit()
 
     def _put(self, run: FlowRunInfo) -> None:
         row = self.row_of(run.id)
@@ -332,6 +340,9 @@ class FlowStepTableModel(QAbstractTableModel):
     Thumbnails are read and scaled in a thread (never on the loop) the first
     time a step with a screenshot is shown; until then the cell is empty.
     """
+
+    steps_changed = Signal()
+    """Emitted after every ``reset_steps``."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -409,13 +420,29 @@ class FlowStepTableModel(QAbstractTableModel):
     # -- public slots ----------------------------------------------------------
 
     def reset_steps(self, run_id: int | None, steps: list[FlowStepInfo]) -> None:
-        """Show *steps* of *run_id* (None: no run)."""
-        self.beginResetModel()
-        if run_id != self._run_id:
-            self._thumbnails.clear()
-        self._run_id = run_id
-        self._steps = list(steps)
-        self.endResetModel()
+        """Show *steps* of *run_id* (None: no run).
+
+        A newer listing of the same run changes rows in place and appends the
+        steps that started since, so the selection and the scroll position stay.
+        """
+        old = [step.seq for step in self._steps]
+        if run_id == self._run_id and [step.seq for step in steps[: len(old)]] == old:
+            for row, step in enumerate(steps[: len(old)]):
+                if self._steps[row] != step:
+                    self._steps[row] = step
+                    self.dataChanged.emit(self.index(row, 0), self.index(row, len(StepColumn) - 1))
+            if len(steps) > len(old):
+                self.beginInsertRows(QModelIndex(), len(old), len(steps) - 1)
+                self._steps.extend(steps[len(old) :])
+                self.endInsertRows()
+        else:
+            self.beginResetModel()
+            if run_id != self._run_id:
+                self._thumbnails.clear()
+            self._run_id = run_id
+            self._steps = list(steps)
+            self.endResetModel()
+        self.steps_changed.emit()
         for step in self._steps:
             if step.screenshot and step.screenshot not in self._thumbnails:
                 self._load_thumbnail(step.screenshot)

@@ -162,7 +162,7 @@ class FlowRunsPanel(QWidget):
         self._steps_table.doubleClicked.connect(self._on_steps_double_clicked)
         runs.runs_changed.connect(self._on_runs_changed)
         runs.dataChanged.connect(self._on_runs_changed)
-        steps.modelReset.connect(self._on_steps_reset)
+        steps.steps_changed.connect(self._on_steps_changed)
         self._on_runs_changed()
 
     # -- queries ---------------------------------------------------------------
@@ -243,7 +243,7 @@ class FlowRunsPanel(QWidget):
         self._update()
 
     @Slot()
-    def _on_steps_reset(self) -> None:
+    def _on_steps_changed(self) -> None:
         run_id = self._steps.run_id()
         run = self._runs.run(run_id) if run_id is not None else None
         if run is None:

@@ -116,6 +116,31 @@ def grid_view(request: pytest.FixtureRequest, qtbot: Any, stream_farm: Any) -> I
 
 
 @pytest.fixture
+def qt_owned(qtbot: Any) -> Iterator[Callable[[Any], Any]]:
+    """``qt_owned(obj)`` returns the QObject *obj* and deletes it on the Qt thread after the test.
+
+    Left to the garbage collector, a QObject may die on another thread (GC runs
+    wherever Python allocates, e.g. in an executor thread), where Qt cannot stop
+    its timers; they then fire into freed memory and crash a later test.
+    """
+    import shiboken6
+    from PySide6.QtWidgets import QWidget
+
+    owned: list[Any] = []
+
+    def own(obj: Any) -> Any:
+        owned.append(obj)
+        return obj
+
+    yield own
+    for obj in reversed(owned):
+        if shiboken6.isValid(obj):
+            if isinstance(obj, QWidget):
+                obj.close()
+            shiboken6.delete(obj)
+
+
+@pytest.fixture
 def qt_loop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
     """A qasync loop marked running while Qt's events are processed (qtbot waits drive it)."""
     import qasync

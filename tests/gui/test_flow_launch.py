@@ -65,8 +65,8 @@ class Loader:
 
 
 @pytest.fixture
-def devices(qapp):
-    model = DeviceTableModel()
+def devices(qapp, qt_owned):
+    model = qt_owned(DeviceTableModel())
     model.reset_devices(
         [
             device("dev-a", name="browser-1"),
@@ -83,10 +83,8 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def parent(qtbot):
-    widget = QWidget()
-    qtbot.addWidget(widget)
-    return widget
+def parent(qt_owned):
+    return qt_owned(QWidget())
 
 
 def _launcher(devices, settings, parent, loader, selected, backend=None):
@@ -135,7 +133,6 @@ def test_recent_files_are_newest_first_bounded_and_ignore_junk():
 
 def test_the_problems_dialog_lists_file_line_command_and_message(qtbot, parent):
     dialog = FlowProblemsDialog(Path("flows/bad.yaml"), PROBLEMS, parent)
-    qtbot.addWidget(dialog)
     assert dialog.problems_text() == (
         "flows/bad.yaml:4: tapOn: unknown argument 'txt'\nflows/bad.yaml:9: undefined variable ${USER}"
     )
@@ -145,7 +142,6 @@ def test_the_problems_dialog_lists_file_line_command_and_message(qtbot, parent):
 def test_the_roles_dialog_offers_devices_of_each_roles_kind_and_refuses_doubles(qtbot, parent):
     pool = [device("a", name="browser-1"), device("c", name="browser-3")]
     dialog = FlowRolesDialog("pair", {"viewer": "browser", "scanner": "browser"}, pool, parent)
-    qtbot.addWidget(dialog)
     viewer, scanner = dialog.role_box("viewer"), dialog.role_box("scanner")
     assert [viewer.itemText(i) for i in range(viewer.count())] == ["—", "browser-1", "browser-3"]
     assert (viewer.currentText(), scanner.currentText()) == ("browser-1", "browser-3")
@@ -296,10 +292,9 @@ document.querySelector('.pane[data-id="%s"] .pane-header .name')
 """
 
 
-def test_selecting_panes_selects_rows_and_the_other_way_round(qtbot, grid, devices):
-    sidebar = Sidebar(devices)
-    qtbot.addWidget(sidebar)
-    selection = DeviceSelection(sidebar, grid)
+def test_selecting_panes_selects_rows_and_the_other_way_round(qtbot, grid, devices, qt_owned):
+    sidebar = qt_owned(Sidebar(devices))
+    selection = DeviceSelection(sidebar, grid, sidebar)
     for pane_id in ("dev-a", "dev-c"):
         grid.add_pane(pane_id, devices.device(pane_id).name, "ready")
 

@@ -27,15 +27,15 @@ from tests.gui.snapshots import T0, device, run, step
 
 
 @pytest.fixture
-def devices(qapp):
-    model = DeviceTableModel()
+def devices(qapp, qt_owned):
+    model = qt_owned(DeviceTableModel())
     model.reset_devices([device("dev-1", name="browser-1"), device("dev-2", name="browser-2")])
     return model
 
 
 @pytest.fixture
-def runs(devices):
-    model = FlowRunTableModel(devices)
+def runs(devices, qt_owned):
+    model = qt_owned(FlowRunTableModel(devices))
     model.set_clock(lambda: T0 + timedelta(seconds=75))
     return model
 
@@ -106,8 +106,8 @@ def test_a_listing_never_rolls_back_what_the_listener_brought(runs):
     assert [(r.id, r.state) for r in runs.runs()] == [(6, "queued"), (5, "passed"), (4, "failed")]
 
 
-def test_the_runs_table_keeps_the_newest_up_to_its_limit(devices):
-    model = FlowRunTableModel(devices, limit=2)
+def test_the_runs_table_keeps_the_newest_up_to_its_limit(devices, qt_owned):
+    model = qt_owned(FlowRunTableModel(devices, limit=2))
     for run_id in (1, 3, 2, 4):
         model.apply(run(run_id))
     assert [r.id for r in model.runs()] == [4, 3]
@@ -115,12 +115,12 @@ def test_the_runs_table_keeps_the_newest_up_to_its_limit(devices):
     assert [r.id for r in model.runs()] == [4, 3]
 
 
-def test_steps_show_every_column_and_thumbnails_load_off_the_loop(qtbot, qt_loop, tmp_path):
+def test_steps_show_every_column_and_thumbnails_load_off_the_loop(qtbot, qt_loop, qt_owned, tmp_path):
     shot = tmp_path / "shot.png"
     image = QImage(640, 360, QImage.Format.Format_RGB32)
     image.fill(QColor("#27ae60"))
     assert image.save(str(shot))
-    model = FlowStepTableModel()
+    model = qt_owned(FlowStepTableModel())
     model.reset_steps(
         9,
         [
@@ -297,3 +297,19 @@ def test_the_dock_fills_the_panel_follows_the_selected_run_and_cancels(
         table.doubleClicked.emit(dock.steps_model().index(0, StepColumn.SCREENSHOT))
     assert requested.args == [str(shot), "Run 2, step 1: takeScreenshot s"]
     dock.stop()
+
+
+def test_a_newer_listing_of_the_same_run_updates_rows_in_place(qtbot, qt_owned):
+    model = qt_owned(FlowStepTableModel())
+    model.reset_steps(4, [step(4, 1), step(4, 2, "running", duration=None)])
+    inserted: list[tuple[int, int]] = []
+    model.rowsInserted.connect(lambda _parent, first, last: inserted.append((first, last)))
+    with qtbot.assertNotEmitted(model.modelReset), qtbot.waitSignal(model.dataChanged) as changed:
+        model.reset_steps(4, [step(4, 1), step(4, 2), step(4, 3, "running", duration=None)])
+    assert (changed.args[0].row(), changed.args[1].row()) == (1, 1)
+    assert inserted == [(2, 2)]
+    assert [model.index(row, StepColumn.STATE).data() for row in range(3)] == ["passed", "passed", "running"]
+    # Another run replaces everything.
+    with qtbot.waitSignal(model.modelReset):
+        model.reset_steps(5, [step(5, 1)])
+    assert model.run_id() == 5 and model.rowCount() == 1
