@@ -6,8 +6,9 @@ halves the frame rate at 16 panes. The page (``resources/grid/``) mirrors the
 state kept here; ``_GridBridge`` carries it over QWebChannel both ways.
 
 The view owns what an operator sees of the streams: the layout, which panes
-exist, which one fills the area, which one is in control, and reconnecting a
-dropped stream with a fresh URL. Taking or releasing control reconnects the
+exist, which one fills the area, which one is in control, which are selected
+(pane headers), the flow overlay each shows, and reconnecting a dropped stream
+with a fresh URL. Taking or releasing control reconnects the
 pane with a URL of the new scope (``control`` or ``view``): the stream proxy,
 not the page, is what keeps a view pane's input from the device. What a pane *is* (which devices get one) is
 decided by the caller.
