@@ -15,11 +15,13 @@ command pending on it fails); it reports a too-large screenshot as a failed resu
 Memory on the host: the hub lets only a device's live connection, after its
 hello, send frames of MAX_RESULT_BYTES; the others (at most 3 more per device:
 one being replaced, the rest still in their handshake, which cannot send
-messages) stay at MAX_FRAME_BYTES. The hub reads a frame only once the previous
-one left websockets' queue (``max_queue`` 1), so a connection holds at most
-about three frames at once (one arriving, one queued, one being decoded): per
-device at most 3 x 8 MiB + 3 x 3 x 1 MiB = 33 MiB, reached only by a device that
-floods maximal frames on purpose; a normal screenshot costs a few MB, once.
+messages) stay at MAX_FRAME_BYTES. websockets stops reading a connection once two
+frames wait in its queue (the hub's ``max_queue`` is 1), so a connection holds
+at most about five frames' worth: two queued, one arriving, one being decoded
+and its parsed copy. Per device that is at most 5 x 8 MiB + 3 x 5 x 1 MiB =
+55 MiB, reached only by a device that floods maximal frames on purpose; a normal
+screenshot costs a few MB, once. Idle, a connection costs the hub about 18 KiB
+(``bench/hub.py``; no compression: over a unix socket it saves nothing).
 
 Authentication: the host writes the device's *credential* to
 ``/run/corral/agent.cred`` (:data:`CREDENTIAL_FILE`, 0600, owned by the device

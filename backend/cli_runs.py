@@ -256,6 +256,9 @@ async def flow_run(args: argparse.Namespace) -> int:
                     f"{flow.path or flow.name}: flow declares roles; give --role {missing[0]}=DEVICE"
                     + (f" (and {', '.join(missing[1:])})" if missing[1:] else "")
                 )
+    declared = {role for flow in loaded if _has_roles(flow) for role in flow.roles}
+    for role in sorted(set(roles) - declared):
+        problems.append(f"--role {role}=…: no flow here declares the role {role!r}")
     if plain and not chose:
         problems.append("choose devices: --device NAME, --devices A,B, --all or --kind KIND")
     if problems:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from backend.auth import tokens
 from backend.config import Settings, rundir
@@ -38,8 +38,8 @@ from backend.devices.reconciler import Reconciler
 from backend.devices.states import ACTIVE_STATES, DeviceState
 from backend.devices.store import DeviceStore
 from backend.exceptions import CorralError
-from backend.flows.model import Flow
 from backend.flows.runs import FlowRuns
+from backend.flows.runs_api import FlowRunsApi
 from backend.flows.runs_handler import FlowRunner
 from backend.flows.runs_service import RunService
 from backend.host import HostInfo, HostLock, find_host, publish_tasks
@@ -55,9 +55,6 @@ from backend.supervisor import Supervisor, run_steps
 from backend.types import (
     DeviceInfo,
     DeviceListener,
-    FlowRunInfo,
-    FlowRunsListener,
-    FlowStepInfo,
     Health,
     JobInfo,
     JobsListener,
@@ -131,7 +128,7 @@ class _HubEvents(HubListener):
         await self._events.stop()
 
 
-class Corral:
+class Corral(FlowRunsApi):
     """Start with :meth:`start`, stop with :meth:`stop`. See ``backend.api`` for the contract."""
 
     def __init__(
@@ -535,55 +532,6 @@ class Corral:
                 listener()
             except Exception:
                 log.exception("jobs listener failed")
-
-    # --- flow runs and single commands (see backend.flows.runs) ---------------------
-
-    async def run_flow(
-        self,
-        flow: Flow,
-        *,
-        devices: Sequence[str] = (),
-        roles: Mapping[str, str] | None = None,
-        batch: str | None = None,
-    ) -> list[FlowRunInfo]:
-        """Start *flow* on *devices* (one run each) or on its *roles* devices (one run); returns at once.
-
-        Devices by id or name; *batch* joins an earlier request's batch. Raises
-        InvalidRun (before anything is written) when they do not fit.
-        """
-        return await self._runs.run_flow(flow, devices=devices, roles=roles, batch=batch)
-
-    async def flow_runs(self, *, batch: str | None = None, limit: int = 200) -> list[FlowRunInfo]:
-        """Newest first; *batch* keeps the runs of one request."""
-        return await self._runs.runs(batch=batch, limit=limit)
-
-    async def flow_run(self, run_id: int) -> FlowRunInfo:
-        return await self._runs.run(run_id)
-
-    async def flow_steps(self, run_id: int) -> list[FlowStepInfo]:
-        """The run's steps in the order they started."""
-        return await self._runs.steps(run_id)
-
-    async def cancel_flow_run(self, run_id: int) -> FlowRunInfo:
-        """Cancel a queued run at once, a running one at its step in flight; an ended one stays."""
-        return await self._runs.cancel(run_id)
-
-    def add_flow_runs_listener(self, listener: FlowRunsListener) -> Callable[[], None]:
-        """Call *listener* with a run's snapshot whenever it or its steps change; returns unsubscribe."""
-        return self._runs.add_listener(listener)
-
-    async def wait_flow_runs(self, run_ids: Sequence[int], timeout: float | None = None) -> list[FlowRunInfo]:
-        """Wait until every run has ended; raises TimeoutError after *timeout* seconds."""
-        return await self._runs.wait(run_ids, timeout)
-
-    async def command(
-        self, device: str, name: str, args: Mapping[str, Any] | None = None, timeout: float | None = None
-    ) -> dict[str, Any]:
-        """Run one agent command (``corral exec``) as a one-step run; return its result data.
-
-        Raises InvalidRun for a bad request, CommandFailed when it failed on the device.
-        """
-        return await self._runs.command(device, name, args, timeout)
 
     # --- change stream ---------------------------------------------------------------
 

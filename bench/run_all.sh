@@ -14,6 +14,7 @@ mkdir -p "$out"
 benches=(
     "provision bench/provision.py"
     "jobs bench/jobs.py"
+    "hub bench/hub.py"
     "runtime_start bench/runtime_start.py"
     "stream_proxy bench/stream_proxy.py"
     "grid_fps_4 bench/grid_fps.py --panes 4"

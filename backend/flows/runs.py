@@ -194,13 +194,8 @@ class FlowRuns:
                 raise UnknownRun(f"no flow run with id {run_id}")
             if run.state in FINISHED_STATES:
                 return run
-            job = await session.get(Job, run.job_id, with_for_update=True) if run.job_id else None
-            if job is not None and job.state == "running":
-                job.cancel_requested = True
-                job.updated_at = func.now()
-            else:
-                if job is not None and job.state == "queued":
-                    job.state, job.finished_at, job.updated_at = "cancelled", func.now(), func.now()
+            job_state = await JobManager.cancel_in(session, run.job_id) if run.job_id else None
+            if job_state != "running":  # else its handler ends the run once it sees the cancel
                 await _end(
                     session,
                     run,

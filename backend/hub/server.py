@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 from websockets.asyncio.server import Server, ServerConnection, unix_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -415,7 +416,8 @@ class Hub:
         AgentDisconnected at once when no agent is connected, or as soon as the
         connection the command was sent on ends; CommandTimeout when no result
         came within *timeout* seconds (a result arriving later is dropped);
-        HubError for a command that cannot be encoded (bad name, too large).
+        HubError for a command that cannot be encoded (bad name, arguments that are
+        not JSON, too large); nothing is sent then.
         Every call ends in one :meth:`HubListener.on_command`.
         """
         started = time.monotonic()
@@ -448,7 +450,7 @@ class Hub:
             )
         try:
             command_id, frame = link.session.command(name, args)
-        except (CommandTooLarge, ValidationError) as exc:
+        except (CommandTooLarge, ValidationError, PydanticSerializationError) as exc:
             raise HubError(f"cannot send {name!r} to device {device_id}: {exc}") from exc
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         link.waiting[command_id] = future

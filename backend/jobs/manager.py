@@ -79,6 +79,30 @@ class JobManager:
         )
 
     @staticmethod
+    async def cancel_in(session: AsyncSession, job_id: int) -> str | None:
+        """Cancel job *job_id* in *session*'s transaction; returns its state afterwards (None: no such job).
+
+        A queued job is ``cancelled`` at once; a running one gets its cancel flag
+        (its handler stops at its next checkpoint) and stays ``running``; an
+        ended one is left as it is.
+        """
+        job = await session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            return None
+        if job.state == "queued":
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(state="cancelled", finished_at=func.now(), updated_at=func.now())
+            )
+            return "cancelled"
+        if job.state == "running":
+            await session.execute(
+                update(Job).where(Job.id == job_id).values(cancel_requested=True, updated_at=func.now())
+            )
+        return job.state
+
+    @staticmethod
     async def latest_payload(session: AsyncSession, device_id: str, kind: str) -> dict[str, Any] | None:
         """The payload of *device_id*'s newest *kind* job, or None if it never had one."""
         payload: dict[str, Any] | None = await session.scalar(

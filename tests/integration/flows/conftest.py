@@ -42,6 +42,7 @@ def farm_settings(pg_server: object, root: Path) -> Settings:
         runtime_dir=root / "run",
         device_network="none",
         job_lease_seconds=2.0,
+        reconcile_interval=1.0,
     )
 
 
@@ -62,7 +63,10 @@ def teardown_farm(farm: Farm) -> None:
 
 
 def host_env(settings: Settings) -> dict[str, str]:
-    return {"CORRAL_JOB_LEASE_SECONDS": str(settings.job_lease_seconds)}
+    return {
+        "CORRAL_JOB_LEASE_SECONDS": str(settings.job_lease_seconds),
+        "CORRAL_RECONCILE_INTERVAL": str(settings.reconcile_interval),
+    }
 
 
 @contextlib.contextmanager

@@ -151,6 +151,12 @@ def test_flow_problems_exit_2_and_nothing_runs(farm: Farm, tmp_path: Path) -> No
     assert lines[-2] == f"corral: {pair}: flow declares roles; give --role viewer=DEVICE (and scanner)"
     assert re.fullmatch(r"corral: nothing was run \(\d+ problems\)", lines[-1])
     assert corral(farm.settings, "jobs", "--json").stdout == before
+    stray = corral(farm.settings, "flow", "run", str(good), "--all", "--role", "viewer=browser-1")
+    assert stray.returncode == 2
+    assert stray.stderr.strip().splitlines()[-2:] == [
+        "corral: --role viewer=…: no flow here declares the role 'viewer'",
+        "corral: nothing was run (1 problem)",
+    ]
     missing = corral(farm.settings, "flow", "run", str(good))
     assert missing.returncode == 2
     assert "corral: choose devices: --device NAME, --devices A,B, --all or --kind KIND" in missing.stderr
@@ -188,3 +194,13 @@ def test_on_a_terminal_a_live_table_then_the_summary(farm: Farm, tmp_path: Path)
     assert header, text
     assert re.search(r"browser-1 +login-check +8/8 .*passed", text), text
     assert text.rstrip().endswith("2 runs: 2 passed"), text[-500:]
+
+
+def test_parallel_1_runs_one_device_after_the_other(farm: Farm, tmp_path: Path) -> None:
+    path = flowfiles.write(tmp_path, "login.yaml", flowfiles.LOGIN)
+    result = corral(farm.settings, "flow", "run", str(path), "--all", "--parallel", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout)
+    assert [first["state"], second["state"]] == ["passed", "passed"]
+    assert first["batch"] == second["batch"]
+    assert second["started_at"] >= first["finished_at"]  # ISO times in UTC order as strings

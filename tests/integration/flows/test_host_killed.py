@@ -72,10 +72,53 @@ async def test_sigkill_mid_run_then_restart_ends_every_run_and_records_no_step_t
         await client.stop()
 
 
-def test_with_no_host_flow_run_hosts_until_its_runs_end(farm: Farm, tmp_path: Path) -> None:
+async def test_device_container_killed_mid_run_fails_the_run_and_the_reconciler_recovers_it(
+    farm: Farm, tmp_path: Path, docker_client: object
+) -> None:
+    client = await Corral.start(farm.settings, role="client", stream=False)
+    try:
+        device = await client.device(farm.devices[2])
+        (container,) = docker_client.containers.list(filters={"label": f"corral.device={device.id}"})  # type: ignore[attr-defined]
+        flow = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+        (run,) = await client.run_flow(flow, devices=[device.name])
+        async with asyncio.timeout(60):
+            while not (await client.flow_run(run.id)).current_step.startswith("extendedWaitUntil"):
+                await asyncio.sleep(0.1)
+        await asyncio.to_thread(container.kill)
+        (final,) = await client.wait_flow_runs([run.id], timeout=30)
+        assert final.state == "failed"
+        assert final.error is not None and final.error.startswith("extendedWaitUntil"), final.error
+        assert "agent disconnected" in final.error, final.error
+        # The reconciler sees the dead container and provisions the device again.
+        async with asyncio.timeout(180):
+            while (await client.device(device.id)).state == "ready":
+                await asyncio.sleep(0.1)
+            while (await client.device(device.id)).state != "ready":
+                await asyncio.sleep(0.2)
+        assert set(await client.command(device.name, "ping")) == {"pong"}
+    finally:
+        await client.stop()
+
+
+async def test_with_no_host_a_queued_run_cancels_at_once_and_flow_run_hosts(
+    farm: Farm, tmp_path: Path
+) -> None:
     farm.host.stop()
     path = flowfiles.write(tmp_path, "login.yaml", flowfiles.LOGIN)
-    result = corral(farm.settings, "flow", "run", str(path), "--device", farm.devices[0])
+    client = await Corral.start(farm.settings, role="client", stream=False)
+    try:
+        (queued,) = await client.run_flow(
+            flowfiles.flow(tmp_path, "l.yaml", flowfiles.LOGIN), devices=["browser-2"]
+        )
+        cancelled = await client.cancel_flow_run(queued.id)
+        assert (cancelled.state, cancelled.error) == ("cancelled", "cancelled before it started")
+        assert next(j.state for j in await client.jobs() if j.id == queued.job_id) == "cancelled"
+        assert await client.flow_steps(queued.id) == []
+    finally:
+        await client.stop()
+    result = await asyncio.to_thread(
+        corral, farm.settings, "flow", "run", str(path), "--device", farm.devices[0]
+    )
     # The next test's teardown and later tests need a host again.
     farm.host = Serve(farm.settings, **host_env(farm.settings))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -176,6 +176,8 @@ async def test_a_bad_command_is_a_hub_error_and_nothing_is_sent(settings: Settin
             await hub.command("dev1", "input_text", {"text": "x" * (1 << 20)})
         with pytest.raises(HubError, match="cannot send 'xxxxx"):
             await hub.command("dev1", "x" * 65, {})
+        with pytest.raises(HubError, match=r"cannot send 'tap' to device dev1: .*object"):
+            await hub.command("dev1", "tap", {"target": object()})
         assert hub.pending_commands("dev1") == 0
         await agent.sync()
         assert agent.commands.empty()
