@@ -52,6 +52,14 @@ _SCROLL_SETTLED = """
 })
 """
 
+_INTO_VIEW_CENTRE = """
+(element) => {
+  element.scrollIntoView({ block: "nearest", inline: "nearest" });
+  const box = element.getBoundingClientRect();
+  return [box.x + box.width / 2, box.y + box.height / 2];
+}
+"""
+
 # `output` and `env` are parameters, so the direct eval sees them as Maestro's globals.
 _EVAL = """
 async ([__corralScript, output, env]) => {
@@ -116,23 +124,19 @@ async def _tap(page: Page, command: c.Tap, where: Where) -> dict[str, Any]:
         x, y = screen_point(target.point, where.screen)
     else:
         started = time.monotonic()
-        locator = await wait_visible(page, target, command.timeout, "tap")
-        remaining = max(0.1, command.timeout - (time.monotonic() - started))
+        locator = locate(page, target, "tap")
         try:
-            # Scrolls it into view and waits until it is stable, enabled and not covered.
-            await locator.scroll_into_view_if_needed(timeout=_ms(remaining))
-            box = await locator.bounding_box(timeout=_ms(remaining))
+            # Waits for a visible match; one round trip brings it into view and measures it.
+            x, y = await locator.evaluate(_INTO_VIEW_CENTRE, timeout=_ms(command.timeout))
         except PlaywrightTimeout as exc:
             raise CommandFailed(
-                f"tap: the element with {target.describe()} could not be scrolled into view within"
-                f" {seconds(command.timeout)}"
+                f"tap: no element with {target.describe()} became visible within {seconds(command.timeout)}"
             ) from exc
-        if box is None:
-            raise CommandFailed(f"tap: the element with {target.describe()} disappeared before the tap")
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         if not command.long_press:
+            remaining = max(0.1, command.timeout - (time.monotonic() - started))
             try:
                 for _ in range(command.repeat):
+                    # Waits until it is stable, enabled and not covered, then clicks its centre.
                     await locator.click(timeout=_ms(remaining))
             except PlaywrightTimeout as exc:
                 raise CommandFailed(

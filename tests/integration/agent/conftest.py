@@ -14,7 +14,8 @@ from tests.integration.devices.conftest import corral  # noqa: F401  (the fixtur
 
 BUILD_AND_BOOT = 900.0  # a cold image build on a fresh machine takes minutes
 TEST_PAGES = "file:///opt/corral/start/test"
-HUB_TIMEOUT = 60.0  # longer than any command's own timeout here: the agent's answer is under test
+BROWSER_START = 60.0
+HUB_TIMEOUT = 90.0  # longer than any command's own timeout here: the agent's answer is under test
 
 
 @dataclass
@@ -50,4 +51,8 @@ async def device(corral: Corral, docker_client: DockerClient) -> Device:  # noqa
     (final,) = await corral.wait_for([created.id], {"ready"}, timeout=BUILD_AND_BOOT)
     assert final.state == "ready", final.reason
     (container,) = docker_client.containers.list(filters={"label": f"corral.device={final.id}"})
-    return Device(corral, final.id, container)
+    device = Device(corral, final.id, container)
+    # "ready" is the agent's hello; Chromium comes up a few seconds later (more on a loaded
+    # machine), and each test's first command should not spend its own timeout on that.
+    await device.command("eval_script", script="document.readyState", timeout=BROWSER_START)
+    return device
