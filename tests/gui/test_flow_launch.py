@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QWidget
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QWidget
 
 from app.dialogs.flow_problems import FlowProblemsDialog
 from app.dialogs.flow_roles import FlowRolesDialog
@@ -23,6 +24,7 @@ from app.widgets.device_selection import DeviceSelection
 from app.widgets.flow_launcher import RECENT_FLOWS_KEY, FlowLauncher
 from app.widgets.grid_view import GridView
 from app.widgets.sidebar import Sidebar
+from app.widgets.window_layout import pane_menu
 from backend.api import FlowError, FlowProblem, FlowRunInfo, load_flow
 from tests.gui.helpers import dispose_widget, evaluate
 from tests.gui.snapshots import device, flow, run
@@ -360,3 +362,39 @@ def test_a_broken_file_read_by_the_real_loader_lists_each_problem_with_its_line(
     assert backend.calls == []
     assert launcher.recent_paths() == [str(path)]  # kept: the operator fixes it and runs it again
     dialog.close()
+
+
+def test_run_flow_is_offered_in_the_sidebar_and_pane_menus(qtbot, grid, devices, settings, parent, qt_owned):
+    launcher = _launcher(devices, settings, parent, Loader(flow()), ["dev-a"])
+    sidebar = qt_owned(Sidebar(devices))
+    sidebar.set_menu_actions([launcher.action()])
+    sidebar.show()
+    sidebar.select_devices(["dev-a"])
+    table = sidebar.table()
+    table.customContextMenuRequested.emit(table.visualRect(table.model().index(0, 0)).center())
+    menu = sidebar.findChild(QMenu)
+    assert menu is not None
+    assert [a.text() for a in menu.actions()][:3] == ["Run flow…", "", "Show in grid"]
+    assert menu.actions()[0].isEnabled()
+    menu.close()
+
+    grid.add_pane("dev-a", "browser-1", "ready")
+    actions = {
+        "run-flow": launcher.action(),
+        **{f"layout-{n}": QAction(str(n), parent) for n in (1, 2, 3, 4)},
+    }
+    removed: list[list[str]] = []
+    pane = pane_menu(parent, grid, "dev-a", actions, removed.append)
+    assert [a.text() for a in pane.actions()] == [
+        "Run flow…",
+        "",
+        "Fill grid area",
+        "Take control",
+        "Reconnect stream",
+        "",
+        "Remove device…",
+    ]
+    pane.actions()[-1].trigger()
+    assert removed == [["dev-a"]]
+    empty = pane_menu(parent, grid, "", actions, removed.append)
+    assert [a.text() for a in empty.actions()] == ["1", "2", "3", "4"]
