@@ -254,13 +254,23 @@ def grid(qtbot):
 def test_the_dock_fills_the_panel_follows_the_selected_run_and_cancels(
     qtbot, qt_loop, devices, grid, tmp_path
 ):
-    backend = FakeRunsBackend(listed=[run(1, "passed", devices={"device": "dev-1"}, steps_done=3)])
+    listed = [
+        run(3, "running", devices={"device": "dev-3"}, steps_done=1, current_step="inputText alice"),
+        run(1, "passed", devices={"device": "dev-1"}, steps_done=3),
+    ]
+    backend = FakeRunsBackend(listed=listed)
     parent = grid  # any widget: the dock only needs a parent
     dock = FlowRunsDock(backend, devices, grid, parent)
     grid.add_pane("dev-2", "browser-2", "ready")
     dock.start()
-    qtbot.waitUntil(lambda: dock.runs_model().rowCount() == 1, timeout=5000)
+    qtbot.waitUntil(lambda: dock.runs_model().rowCount() == 2, timeout=5000)
     assert grid.pane_flow("dev-1") == ""  # a run that ended before the app started shows nothing
+    # One still under way when the app started shows on its pane.
+    assert json.loads(grid.pane_flow("dev-3")) == {
+        "state": "running",
+        "position": "2/3",
+        "text": "inputText alice",
+    }
 
     started = run(2, "queued", devices={"device": "dev-2"})
     dock.show_runs([started])
@@ -277,7 +287,8 @@ def test_the_dock_fills_the_panel_follows_the_selected_run_and_cancels(
         "text": 'openLink "http://page/"',
     }
     assert panel.steps_title() == "Run 2: login-check on browser-2"
-    assert dock.runs_model().index(0, RunColumn.STATE).data() == "running"
+    assert dock.runs_model().index(1, RunColumn.STATE).data() == "running"
+    assert [r.id for r in dock.runs_model().runs()] == [3, 2, 1]
 
     with qtbot.waitSignal(dock.message, timeout=5000) as message:
         panel.cancel_button().click()
@@ -286,7 +297,7 @@ def test_the_dock_fills_the_panel_follows_the_selected_run_and_cancels(
     backend.notify(run(2, "cancelled", devices={"device": "dev-2"}, finished_at=T0))
     assert json.loads(grid.pane_flow("dev-2"))["state"] == "cancelled"
     assert not panel.cancel_button().isEnabled()
-    assert panel.summary_text() == "2 runs  ·  1 passed  ·  1 cancelled"
+    assert panel.summary_text() == "3 runs  ·  1 running  ·  1 passed  ·  1 cancelled"
 
     # Double-clicking a step's screenshot asks for it larger.
     shot = tmp_path / "s.png"
