@@ -8,12 +8,27 @@ real ``Corral``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
-from backend.api import DeviceInfo, DeviceListener, Health, JobInfo, JobsListener, StreamScope
+from backend.api import (
+    DeviceInfo,
+    DeviceListener,
+    Flow,
+    FlowRunInfo,
+    FlowRunsListener,
+    FlowStepInfo,
+    Health,
+    JobInfo,
+    JobsListener,
+    StreamScope,
+)
 
-__all__ = ["Backend", "DeviceBackend", "JobBackend"]
+__all__ = ["Backend", "DeviceBackend", "FlowBackend", "FlowLoader", "JobBackend"]
+
+FlowLoader = Callable[[Path, Mapping[str, str]], Flow]
+"""Reads and checks a flow file (blocking: call it in a thread); raises FlowError with every problem."""
 
 
 class DeviceBackend(Protocol):
@@ -58,5 +73,29 @@ class JobBackend(Protocol):
         ...
 
 
-class Backend(DeviceBackend, JobBackend, Protocol):
+class FlowBackend(Protocol):
+    async def run_flow(
+        self, flow: Flow, *, devices: Sequence[str] = (), roles: Mapping[str, str] | None = None
+    ) -> list[FlowRunInfo]:
+        """Queue *flow*: one run per device in *devices*, or one run with *roles* (role -> device id)."""
+        ...
+
+    async def flow_runs(self, *, batch: str | None = None, limit: int = 200) -> list[FlowRunInfo]:
+        """Newest first."""
+        ...
+
+    async def flow_steps(self, run_id: int) -> list[FlowStepInfo]:
+        """The run's steps in the order they started."""
+        ...
+
+    async def cancel_flow_run(self, run_id: int) -> FlowRunInfo:
+        """Cancel a queued or running run; raises CorralError for one that has ended."""
+        ...
+
+    def add_flow_runs_listener(self, listener: FlowRunsListener) -> Callable[[], None]:
+        """*listener(run)* runs on the event loop after every change to a run or its steps."""
+        ...
+
+
+class Backend(DeviceBackend, JobBackend, FlowBackend, Protocol):
     """Everything the main window uses."""

@@ -116,6 +116,8 @@ _INLINE_ICONS = {
     f'<circle cx="5" cy="18" r="1.4" {_STROKE}/>',
     "retry": f'<path d="M20 12a8 8 0 1 1-2.34-5.66M20 4v4.5h-4.5" {_STROKE}/>',
     "cancel": f'<circle cx="12" cy="12" r="8.5" {_STROKE}/><path d="M9 9l6 6M15 9l-6 6" {_STROKE}/>',
+    "run": f'<path d="M7 4.5v15l12-7.5z" {_STROKE}/>',
+    "flows": f'<path d="M4 6h9M4 12h6M4 18h9" {_STROKE}/><path d="M15 9.5v7l5.5-3.5z" {_STROKE}/>',
 }
 _INLINE_SIZES = (16, 24, 32, 48)
 

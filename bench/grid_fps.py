@@ -650,6 +650,7 @@ def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Names
     wait_for(lambda: all(view.is_connected(i) for i in ids), 60, "all panes to connect")
     spin(1000)
     evaluate(view, BARCODE_PROBE % {"width": barcode, "bits": BARCODE_BITS, "row": BARCODE_HEIGHT // 2})
+    stepper = _step_overlays(view, ids) if args.flow_overlays else None
     spin(int(args.warmup * 1000))
 
     # The direct clients keep counting during the window: what the sources
@@ -705,11 +706,38 @@ def run_once(provider: Sources, panes: int, seconds: float, args: argparse.Names
         view.grab().save(str(path))
         result.notes.append(f"screenshot: {path}")
 
+    if stepper is not None:
+        stepper.stop()
+        result.notes.append("every pane showed a flow overlay whose step changed once a second")
     view.close()
     view.deleteLater()
     spin(500)
     provider.stop_sources(sources)
     return result
+
+
+def _step_overlays(view: Any, ids: list[str]) -> Any:
+    """Give every pane a running flow overlay whose step changes once a second (as a flow does)."""
+    from PySide6.QtCore import QTimer
+
+    step = [0]
+
+    def advance() -> None:
+        step[0] += 1
+        for pane in ids:
+            overlay = {
+                "state": "running",
+                "position": f"{step[0] % 20 + 1}/20",
+                "text": f'tapOn text "Step {step[0]}"',
+            }
+            view.set_pane_flow(pane, json.dumps(overlay))
+
+    advance()
+    timer = QTimer()
+    timer.setInterval(1000)
+    timer.timeout.connect(advance)
+    timer.start()
+    return timer
 
 
 def fps_target(panes: int, sources: int, args: argparse.Namespace) -> float | None:
@@ -884,6 +912,11 @@ def main(argv: list[str] | None = None) -> int:
         "--page-stats",
         action="store_true",
         help="also run the page's own changed-frame counter (cross-check; costs CPU)",
+    )
+    parser.add_argument(
+        "--flow-overlays",
+        action="store_true",
+        help="every pane shows a flow overlay whose step changes once a second (its compositing cost)",
     )
     parser.add_argument("--screenshot", help="save a grab of the grid to PATH.<panes>.png")
     parser.add_argument("--json", help="write the results as JSON here")

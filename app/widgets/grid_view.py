@@ -6,8 +6,9 @@ halves the frame rate at 16 panes. The page (``resources/grid/``) mirrors the
 state kept here; ``_GridBridge`` carries it over QWebChannel both ways.
 
 The view owns what an operator sees of the streams: the layout, which panes
-exist, which one fills the area, which one is in control, and reconnecting a
-dropped stream with a fresh URL. Taking or releasing control reconnects the
+exist, which one fills the area, which one is in control, which are selected
+(pane headers), the flow overlay each shows, and reconnecting a dropped stream
+with a fresh URL. Taking or releasing control reconnects the
 pane with a URL of the new scope (``control`` or ``view``): the stream proxy,
 not the page, is what keeps a view pane's input from the device. What a pane *is* (which devices get one) is
 decided by the caller.
@@ -89,8 +90,11 @@ class _GridBridge(QObject):
     control_changed = Signal(str, bool)
     frame_stats_toggled = Signal(bool)
     script_posted = Signal(int, str)
+    selection_changed = Signal(str)
+    pane_flow_changed = Signal(str, str)
     # page -> GridView.
     ready = Signal()
+    clicked = Signal(str, bool)
     double_clicked = Signal(str)
     menu_requested = Signal(str, int, int)
     control_requested = Signal(str, bool)
@@ -107,6 +111,10 @@ class _GridBridge(QObject):
     @Slot(str)
     def pane_double_clicked(self, pane_id: str) -> None:
         self.double_clicked.emit(pane_id)
+
+    @Slot(str, bool)
+    def pane_clicked(self, pane_id: str, toggle: bool) -> None:
+        self.clicked.emit(pane_id, toggle)
 
     @Slot(str, int, int)
     def context_menu_requested(self, pane_id: str, x: int, y: int) -> None:
@@ -179,6 +187,8 @@ class GridView(QWebEngineView):
     pane_connection_changed = Signal(str, bool)
     frame_stats_received = Signal(dict)
     """``{"time": ms, "panes": {id: {"flips", "frames", "connected"}}}``, ~1/s while enabled."""
+    selection_changed = Signal(list)
+    """Pane ids the operator selected by clicking pane headers (not emitted by ``set_selected``)."""
 
     def __init__(
         self,
@@ -193,6 +203,8 @@ class GridView(QWebEngineView):
         self._layout = 2
         self._focused = ""
         self._control = ""
+        self._selected: list[str] = []
+        self._flows: dict[str, str] = {}
         self._frame_stats = False
         self._page_ready = False
         self._url_provider: UrlProvider | None = None
@@ -220,6 +232,7 @@ class GridView(QWebEngineView):
 
         self._bridge.ready.connect(self._on_bridge_ready)
         self._bridge.double_clicked.connect(self._on_bridge_double_clicked)
+        self._bridge.clicked.connect(self._on_bridge_clicked)
         self._bridge.menu_requested.connect(self._on_bridge_menu_requested)
         self._bridge.control_requested.connect(self._on_bridge_control_requested)
         self._bridge.escape.connect(self._on_bridge_escape)
@@ -261,6 +274,14 @@ class GridView(QWebEngineView):
 
     def control_pane(self) -> str:
         return self._control
+
+    def pane_flow(self, pane_id: str) -> str:
+        """The flow overlay (JSON) sent for *pane_id*, or "" for none."""
+        return self._flows.get(pane_id, "")
+
+    def selected_panes(self) -> list[str]:
+        """Selected pane ids, in the order they were selected."""
+        return list(self._selected)
 
     def evaluate(self, script: str, callback: Callable[[Any], None]) -> None:
         """Run *script* in the page; *callback* gets its JSON-able result (tests, benchmarks).
@@ -321,6 +342,31 @@ class GridView(QWebEngineView):
             self.focus_changed.emit("")
         if self._page_ready:
             self._bridge.pane_removed.emit(pane_id)
+        if pane_id in self._selected:
+            self._selected.remove(pane_id)  # the page drops its element; nothing to send
+
+    @Slot(list)
+    def set_selected(self, pane_ids: list[str]) -> None:
+        """Select exactly *pane_ids* (ids without a pane are left out); emits nothing."""
+        selected = list(dict.fromkeys(i for i in pane_ids if i in self._panes))
+        if selected != self._selected:
+            self._selected = selected
+            self._send_selection()
+
+    @Slot(str, str)
+    def set_pane_flow(self, pane_id: str, overlay: str) -> None:
+        """Show the flow overlay *overlay* (JSON: state, position, text) on a pane; "" clears it.
+
+        Kept for a pane added later and replayed to a reloaded page.
+        """
+        if overlay == self._flows.get(pane_id, ""):
+            return
+        if overlay:
+            self._flows[pane_id] = overlay
+        else:
+            self._flows.pop(pane_id, None)
+        if self._page_ready and pane_id in self._panes:
+            self._bridge.pane_flow_changed.emit(pane_id, overlay)
 
     @Slot(str)
     def focus_pane(self, pane_id: str) -> None:
@@ -393,6 +439,7 @@ class GridView(QWebEngineView):
         for pane_id in self._panes:
             self._send_pane(pane_id)
         self._bridge.focus_changed.emit(self._focused)
+        self._send_selection()
         if self._control:
             self._bridge.control_changed.emit(self._control, True)
         self.ready.emit()
@@ -400,6 +447,21 @@ class GridView(QWebEngineView):
     @Slot(str)
     def _on_bridge_double_clicked(self, pane_id: str) -> None:
         self.focus_pane("" if pane_id == self._focused else pane_id)
+
+    @Slot(str, bool)
+    def _on_bridge_clicked(self, pane_id: str, toggle: bool) -> None:
+        if pane_id not in self._panes:
+            return
+        if not toggle:
+            selected = [pane_id]
+        elif pane_id in self._selected:
+            selected = [i for i in self._selected if i != pane_id]
+        else:
+            selected = [*self._selected, pane_id]
+        if selected != self._selected:
+            self._selected = selected
+            self._send_selection()
+            self.selection_changed.emit(list(selected))
 
     @Slot(str, int, int)
     def _on_bridge_menu_requested(self, pane_id: str, x: int, y: int) -> None:
@@ -477,14 +539,20 @@ class GridView(QWebEngineView):
                     self._reconnect_with_scope(previous)
             self.control_changed.emit(previous, False)
 
+    def _send_selection(self) -> None:
+        if self._page_ready:
+            self._bridge.selection_changed.emit(json.dumps(self._selected))
+
     def _send_pane(self, pane_id: str) -> None:
         pane = self._panes[pane_id]
         url = self._fresh_url(pane_id)
         if url is None:
             # Show the pane anyway (as disconnected) and retry.
             self._bridge.pane_added.emit(pane_id, pane.name, pane.state, "")
-            return
-        self._bridge.pane_added.emit(pane_id, pane.name, pane.state, url)
+        else:
+            self._bridge.pane_added.emit(pane_id, pane.name, pane.state, url)
+        if pane_id in self._flows:
+            self._bridge.pane_flow_changed.emit(pane_id, self._flows[pane_id])
 
     def _reconnect_with_scope(self, pane_id: str) -> None:
         """Reopen the pane's stream with a URL of its current scope (the page drops the old one)."""

@@ -8,12 +8,11 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QSplitter,
     QVBoxLayout,
@@ -21,34 +20,30 @@ from PySide6.QtWidgets import (
 )
 
 from app.dialogs.add_devices import AddDevicesDialog
+from app.errors import describe_error
 from app.jobs_feed import JobsFeed
 from app.models.devices import LIVE_STATES, DeviceTableModel
 from app.models.jobs import JobTableModel
 from app.paths import missing_assets
-from app.ports import Backend
+from app.ports import Backend, FlowLoader
 from app.theme import icon
+from app.widgets.device_selection import DeviceSelection
+from app.widgets.flow_launcher import FlowLauncher
+from app.widgets.flow_runs_dock import FlowRunsDock
 from app.widgets.grid_view import LAYOUTS, Encoding, GridView
 from app.widgets.jobs_panel import JobsPanel
 from app.widgets.sidebar import Sidebar
 from app.widgets.status import DockerBanner, StatusBar
-from backend.api import CorralError, DeviceInfo, Health, JobInfo
+from app.widgets.window_layout import fill_menus, fill_toolbar, pane_menu
+from backend.api import CorralError, DeviceInfo, Health, JobInfo, load_flow
 
-__all__ = ["HEALTH_INTERVAL_MS", "MainWindow"]
+__all__ = ["HEALTH_INTERVAL_MS", "MainWindow", "describe_error"]
 
 logger = logging.getLogger(__name__)
 
 HEALTH_INTERVAL_MS = 5000
 _HEALTH_TIMEOUT_S = 10.0
 _LAYOUT_LABELS = {1: "1", 2: "2×2", 3: "3×3", 4: "4×4"}  # noqa: RUF001
-
-
-def describe_error(exc: BaseException) -> str:
-    """What the operator reads: the backend's own message, or a plain fallback."""
-    if isinstance(exc, CorralError):
-        return str(exc)
-    if isinstance(exc, TimeoutError):
-        return "The backend did not answer in time. Try again; if it persists, restart Corral."
-    return f"Unexpected error: {exc or type(exc).__name__}. Details are in the log."
 
 
 class MainWindow(QMainWindow):
@@ -66,7 +61,13 @@ class MainWindow(QMainWindow):
     devices_loaded = Signal()
 
     def __init__(
-        self, backend: Backend, parent: QWidget | None = None, *, grid_encoding: Encoding = "raw"
+        self,
+        backend: Backend,
+        parent: QWidget | None = None,
+        *,
+        grid_encoding: Encoding = "raw",
+        flow_loader: FlowLoader | None = None,
+        settings: QSettings | None = None,
     ) -> None:
         super().__init__(parent)
         self._backend = backend
@@ -115,6 +116,19 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self._jobs_dock], [270], Qt.Orientation.Vertical)
         self._jobs_dock.hide()
 
+        self._selection = DeviceSelection(self._sidebar, self._grid, self)
+        self._settings = settings or QSettings(
+            QSettings.Format.IniFormat, QSettings.Scope.UserScope, "corral", "app", self
+        )
+        self._launcher = FlowLauncher(
+            backend, self._model, self._selection.ids, flow_loader or load_flow, self._settings, self
+        )
+        self._sidebar.set_menu_actions([self._launcher.action()])
+        self._runs_dock = FlowRunsDock(backend, self._model, self._grid, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self._runs_dock)
+        self.tabifyDockWidget(self._jobs_dock, self._runs_dock)
+        self._runs_dock.hide()
+
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
@@ -130,7 +144,10 @@ class MainWindow(QMainWindow):
         self._model.dataChanged.connect(self._on_model_rows_changed)
         self._sidebar.remove_requested.connect(self._on_sidebar_remove_requested)
         self._sidebar.show_requested.connect(self._on_sidebar_show_requested)
-        self._sidebar.selection_changed.connect(self._on_sidebar_selection_changed)
+        self._selection.changed.connect(self._on_selection_changed)
+        self._launcher.message.connect(self._status.showMessage)
+        self._launcher.runs_started.connect(self._runs_dock.show_runs)
+        self._runs_dock.message.connect(self._status.showMessage)
         self._grid.focus_changed.connect(self._on_grid_focus_changed)
         self._grid.control_changed.connect(self._on_grid_control_changed)
         self._grid.context_menu_requested.connect(self._on_grid_context_menu_requested)
@@ -176,8 +193,17 @@ class MainWindow(QMainWindow):
     def jobs_feed(self) -> JobsFeed:
         return self._jobs_feed
 
+    def selection(self) -> DeviceSelection:
+        return self._selection
+
+    def launcher(self) -> FlowLauncher:
+        return self._launcher
+
+    def runs_dock(self) -> FlowRunsDock:
+        return self._runs_dock
+
     def action(self, name: str) -> QAction:
-        """A toolbar/menu action by name: add, remove, layout-1..4, back, control, jobs, stats, quit."""
+        """An action by name: add, remove, run-flow, layout-1..4, back, control, jobs, flows, stats, quit."""
         return self._actions[name]
 
     # -- public slots ----------------------------------------------------------
@@ -188,6 +214,7 @@ class MainWindow(QMainWindow):
         self._unsubscribe = self._backend.add_listener(self._on_backend_device_changed)
         self._spawn(self._load_devices(), "Could not load devices")
         self._jobs_feed.start()
+        self._runs_dock.start()
         self._refresh_health()
         self._health_timer.start()
 
@@ -272,7 +299,7 @@ class MainWindow(QMainWindow):
         self._grid.focus_pane(device_id)
 
     @Slot(list)
-    def _on_sidebar_selection_changed(self, device_ids: list[str]) -> None:
+    def _on_selection_changed(self, device_ids: list[str]) -> None:
         self._update_actions()
 
     @Slot(str)
@@ -295,25 +322,9 @@ class MainWindow(QMainWindow):
 
     @Slot(str, QPoint)
     def _on_grid_context_menu_requested(self, pane_id: str, position: QPoint) -> None:
-        menu = QMenu(self)
-        if pane_id:
-            focused = self._grid.focused_pane() == pane_id
-            in_control = self._grid.control_pane() == pane_id
-            if focused:
-                menu.addAction(icon("back"), "Back to grid", self._grid.show_grid)
-            else:
-                menu.addAction(icon("layout-1"), "Fill grid area", lambda: self._grid.focus_pane(pane_id))
-            menu.addAction(
-                icon("control"),
-                "Release control" if in_control else "Take control",
-                lambda: self._grid.set_control(pane_id, not in_control),
-            )
-            menu.addAction(icon("reconnect"), "Reconnect stream", lambda: self._grid.reconnect_pane(pane_id))
-            menu.addSeparator()
-            menu.addAction(icon("remove"), "Remove device…", lambda: self.remove_devices([pane_id]))
-        else:
-            for columns in LAYOUTS:
-                menu.addAction(self._actions[f"layout-{columns}"])
+        if pane_id and pane_id not in self._selection.ids():
+            self._selection.select([pane_id])
+        menu = pane_menu(self, self._grid, pane_id, self._actions, self.remove_devices)
         menu.popup(position)
 
     @Slot()
@@ -388,6 +399,8 @@ class MainWindow(QMainWindow):
                 self._unsubscribe()
                 self._unsubscribe = None
             self._jobs_feed.stop()
+            self._launcher.stop()
+            self._runs_dock.stop()
             for task in list(self._tasks):
                 task.cancel()
             if self._dialog is not None:
@@ -511,6 +524,7 @@ class MainWindow(QMainWindow):
         return ""
 
     def _update_actions(self) -> None:
+        self._launcher.update_enabled()
         self._actions["remove"].setEnabled(bool(self._sidebar.selected_ids() or self._grid.focused_pane()))
         self._actions["back"].setEnabled(bool(self._grid.focused_pane()))
         control = self._actions["control"]
@@ -529,6 +543,7 @@ class MainWindow(QMainWindow):
         a["remove"] = QAction(icon("remove"), "Remove", self)
         a["remove"].setToolTip("Remove the selected devices")
         a["remove"].triggered.connect(self.remove_selected)
+        a["run-flow"] = self._launcher.action()
         layouts = QActionGroup(self)
         layouts.setExclusive(True)
         for columns in LAYOUTS:
@@ -553,6 +568,7 @@ class MainWindow(QMainWindow):
         a["jobs"].setText("Jobs")
         a["jobs"].setShortcut(QKeySequence("Ctrl+J"))
         a["jobs"].setToolTip("Show the jobs panel: what provisioning and removal are doing (Ctrl+J)")
+        a["flows"] = self._runs_dock.toggle_action()
         a["stats"] = QAction("Show frame rates", self)
         a["stats"].setCheckable(True)
         a["stats"].toggled.connect(self._on_stats_action_toggled)
@@ -570,30 +586,7 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setFloatable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        bar.addAction(self._actions["add"])
-        bar.addAction(self._actions["remove"])
-        bar.addSeparator()
-        for columns in LAYOUTS:
-            bar.addAction(self._actions[f"layout-{columns}"])
-        bar.addSeparator()
-        bar.addAction(self._actions["back"])
-        bar.addAction(self._actions["control"])
-        bar.addSeparator()
-        bar.addAction(self._actions["jobs"])
+        fill_toolbar(bar, self._actions, {"run-flow": self._launcher.recent_menu()})
 
     def _build_menus(self) -> None:
-        menus = self.menuBar()
-        file_menu = menus.addMenu("&File")
-        file_menu.addAction(self._actions["quit"])
-        devices = menus.addMenu("&Devices")
-        devices.addAction(self._actions["add"])
-        devices.addAction(self._actions["remove"])
-        view = menus.addMenu("&View")
-        for columns in LAYOUTS:
-            view.addAction(self._actions[f"layout-{columns}"])
-        view.addSeparator()
-        view.addAction(self._actions["back"])
-        view.addAction(self._actions["control"])
-        view.addSeparator()
-        view.addAction(self._actions["jobs"])
-        view.addAction(self._actions["stats"])
+        fill_menus(self.menuBar(), self._actions, {"recent-flows": self._launcher.recent_menu()})

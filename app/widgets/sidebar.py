@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import (
     QItemSelection,
+    QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
@@ -79,6 +80,7 @@ class Sidebar(QWidget):
     def __init__(self, model: DeviceTableModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._model = model
+        self._menu_actions: list[QAction] = []
         self._proxy = DeviceFilterModel(self)
         self._proxy.setSourceModel(model)
 
@@ -151,7 +153,27 @@ class Sidebar(QWidget):
                 ids.append(device.id)
         return ids
 
+    def set_menu_actions(self, actions: list[QAction]) -> None:
+        """Actions on the selected devices offered first in the context menu (e.g. Run flow…)."""
+        self._menu_actions = list(actions)
+
     # -- public slots ----------------------------------------------------------
+
+    @Slot(list)
+    def select_devices(self, device_ids: list[str]) -> None:
+        """Select exactly the rows of *device_ids* that the filter shows (one ``selection_changed``)."""
+        wanted = set(device_ids)
+        selection = QItemSelection()
+        for row in range(self._proxy.rowCount()):
+            device = device_for_index(self._proxy.index(row, 0))
+            if device is not None and device.id in wanted:
+                selection.select(
+                    self._proxy.index(row, 0), self._proxy.index(row, self._proxy.columnCount() - 1)
+                )
+        if set(self.selected_ids()) == wanted:
+            return
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self._table.selectionModel().select(selection, flags)
 
     @Slot(str)
     def select_device(self, device_id: str) -> None:
@@ -179,6 +201,9 @@ class Sidebar(QWidget):
         if not ids:
             return
         menu = QMenu(self)
+        if self._menu_actions:
+            menu.addActions(self._menu_actions)
+            menu.addSeparator()
         devices = [self._model.device(device_id) for device_id in ids]
         if len(ids) == 1 and devices[0] is not None and devices[0].state in LIVE_STATES:
             menu.addAction(icon("layout-1"), "Show in grid", lambda: self.show_requested.emit(ids[0]))

@@ -14,6 +14,8 @@
 //   control_changed(id, on)              pane_disconnected(id, clean)
 //   frame_stats_toggled(on)              frame_stats_reported(json)
 //   script_posted(request, script)       script_finished(request, json)
+//   selection_changed(json ids)          pane_clicked(id, toggle)
+//   pane_flow_changed(id, json or "")
 //
 // After page_ready() Qt replays its whole state, so a reloaded page (e.g. after
 // a renderer crash) recovers without help. Pane URLs carry single-use tokens:
@@ -69,6 +71,7 @@ const panes = new Map();
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 let bridge = null;
 let focusedId = "";
+let selectedIds = new Set();
 let statsEnabled = false;
 
 class FrameCounter {
@@ -149,6 +152,11 @@ class Pane {
     this.fpsEl = this.el.querySelector(".fps");
     this.overlayText = this.el.querySelector(".overlay-text");
     this.controlButton = this.el.querySelector(".control");
+    this.header = this.el.querySelector(".pane-header");
+    this.flowEl = this.el.querySelector(".flow");
+    this.flowPosition = this.el.querySelector(".flow-position");
+    this.flowText = this.el.querySelector(".flow-text");
+    this.flowState = this.el.querySelector(".flow-state");
     this.rfb = null;
     this.counter = null;
     this.control = false;
@@ -160,6 +168,13 @@ class Pane {
     this.controlButton.addEventListener("click", (event) => {
       event.stopPropagation();
       bridge?.control_toggle_requested(this.id, !this.control);
+    });
+    // A click on the header selects the pane (Ctrl or Shift: adds or takes it away).
+    this.header.addEventListener("click", (event) => {
+      if (event.target.closest(".control")) {
+        return;
+      }
+      bridge?.pane_clicked(this.id, event.ctrlKey || event.metaKey || event.shiftKey);
     });
   }
 
@@ -215,6 +230,27 @@ class Pane {
     });
     this.rfb = rfb;
     this.counter = new FrameCounter(rfb._display);
+  }
+
+  // The flow this device runs: step n/m and its label, in the run's state colour.
+  // Cleared: the bar fades out (CSS) and keeps its last text while it does.
+  setFlow(json) {
+    let flow = null;
+    try {
+      flow = json ? JSON.parse(json) : null;
+    } catch {
+      flow = null;
+    }
+    if (flow === null) {
+      this.el.classList.remove("flow-on");
+      return;
+    }
+    this.flowEl.dataset.state = String(flow.state ?? "");
+    this.flowPosition.textContent = String(flow.position ?? "");
+    this.flowText.textContent = String(flow.text ?? "");
+    this.flowState.textContent = String(flow.state ?? "");
+    this.flowEl.title = this.flowText.textContent;
+    this.el.classList.add("flow-on");
   }
 
   setStatus(status, text) {
@@ -310,6 +346,7 @@ function addPane(id, name, state, url) {
   }
   pane.update(name, state);
   pane.el.classList.toggle("focused", id === focusedId);
+  pane.el.classList.toggle("selected", selectedIds.has(id));
   pane.connect(url);
   refreshEmptyState();
 }
@@ -336,6 +373,17 @@ function focusPane(id) {
     if (pane.control) {
       pane.rfb?.focus();
     }
+  }
+}
+
+function setSelection(json) {
+  try {
+    selectedIds = new Set(JSON.parse(json));
+  } catch {
+    selectedIds = new Set();
+  }
+  for (const pane of panes.values()) {
+    pane.el.classList.toggle("selected", selectedIds.has(pane.id));
   }
 }
 
@@ -436,6 +484,21 @@ window.corralGrid = {
   viewOnly: (id) => panes.get(id)?.rfb?.viewOnly ?? null,
   connected: (id) => panes.get(id)?.connected ?? false,
   focusedId: () => focusedId,
+  flow: (id) => {
+    const pane = panes.get(id);
+    if (pane === undefined) {
+      return null;
+    }
+    const r = pane.flowEl.getBoundingClientRect();
+    return {
+      shown: pane.el.classList.contains("flow-on"),
+      state: pane.flowEl.dataset.state ?? "",
+      position: pane.flowPosition.textContent,
+      text: pane.flowText.textContent,
+      rect: [r.x, r.y, r.width, r.height].map(Math.round),
+    };
+  },
+  selectedIds: () => [...panes.values()].filter((p) => p.el.classList.contains("selected")).map((p) => p.id),
   jpegRects: decodedJpegRects,
   stats: () => Object.fromEntries([...panes.values()].map((p) => [p.id, p.stats()])),
 };
@@ -469,6 +532,8 @@ new QWebChannel(qt.webChannelTransport, (channel) => {
   qtBridge.control_changed.connect((id, on) => panes.get(id)?.setControl(on));
   qtBridge.frame_stats_toggled.connect(toggleStats);
   qtBridge.script_posted.connect(runScript);
+  qtBridge.selection_changed.connect(setSelection);
+  qtBridge.pane_flow_changed.connect((id, json) => panes.get(id)?.setFlow(json));
   bridge = qtBridge;
   bridge.page_ready();
 });

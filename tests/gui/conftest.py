@@ -48,6 +48,16 @@ def _display() -> None:
         missing("display", "no X display (run under Xvfb)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _app_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The app's QSettings (recent flows…) go to a temp dir, never the user's."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("qsettings")
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
+
+
 @pytest.fixture(scope="session")
 def stream_farm() -> Iterator[Any]:
     """The real stream proxy in front of a directory of fake devices (one per session)."""
@@ -103,6 +113,31 @@ def grid_view(request: pytest.FixtureRequest, qtbot: Any, stream_farm: Any) -> I
     qtbot.waitUntil(view.is_ready, timeout=15_000)
     yield view
     dispose_widget(qtbot, view)
+
+
+@pytest.fixture
+def qt_owned(qtbot: Any) -> Iterator[Callable[[Any], Any]]:
+    """``qt_owned(obj)`` returns the QObject *obj* and deletes it on the Qt thread after the test.
+
+    Left to the garbage collector, a QObject may die on another thread (GC runs
+    wherever Python allocates, e.g. in an executor thread), where Qt cannot stop
+    its timers; they then fire into freed memory and crash a later test.
+    """
+    import shiboken6
+    from PySide6.QtWidgets import QWidget
+
+    owned: list[Any] = []
+
+    def own(obj: Any) -> Any:
+        owned.append(obj)
+        return obj
+
+    yield own
+    for obj in reversed(owned):
+        if shiboken6.isValid(obj):
+            if isinstance(obj, QWidget):
+                obj.close()
+            shiboken6.delete(obj)
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
-from backend.api import DeviceInfo, JobInfo
+from backend.api import DEFAULT_FLOW_ROLE, DeviceInfo, Flow, FlowRunInfo, FlowStepInfo, JobInfo
 
-__all__ = ["T0", "device", "job"]
+__all__ = ["T0", "device", "flow", "job", "run", "step"]
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -46,3 +47,61 @@ def job(job_id: int, state: str = "queued", **changes: object) -> JobInfo:
     }
     values.update(changes)
     return JobInfo(**values)  # type: ignore[arg-type]
+
+
+def flow(name: str = "login-check", roles: dict[str, str] | None = None, steps: int = 3) -> Flow:
+    """A checked Flow as the loader returns it (no program: nothing here runs it)."""
+    path = Path(f"/flows/{name}.yaml")
+    return Flow(
+        name=name,
+        path=path,
+        roles=roles or {DEFAULT_FLOW_ROLE: "browser"},
+        env={},
+        tags=(),
+        steps=steps,
+        sources={str(path): "---\n"},
+        main=str(path),
+    )
+
+
+def run(run_id: int, state: str = "running", **changes: object) -> FlowRunInfo:
+    """A FlowRunInfo of ``login-check`` on device ``dev-<id>`` with readable defaults."""
+    values: dict[str, object] = {
+        "id": run_id,
+        "batch": "batch-1",
+        "name": "login-check",
+        "file": "/flows/login-check.yaml",
+        "devices": {DEFAULT_FLOW_ROLE: f"dev-{run_id}"},
+        "state": state,
+        "error": None,
+        "failed_role": None,
+        "steps_total": 3,
+        "steps_done": 0,
+        "current_step": "",
+        "created_at": T0,
+        "started_at": T0 if state != "queued" else None,
+        "finished_at": None,
+    }
+    values.update(changes)
+    return FlowRunInfo(**values)  # type: ignore[arg-type]
+
+
+def step(run_id: int, seq: int, state: str = "passed", **changes: object) -> FlowStepInfo:
+    """A FlowStepInfo: step *seq* of run *run_id*, on role ``device``."""
+    values: dict[str, object] = {
+        "run_id": run_id,
+        "seq": seq,
+        "role": DEFAULT_FLOW_ROLE,
+        "device_id": f"dev-{run_id}",
+        "index": seq,
+        "label": f"step {seq}",
+        "command": "tapOn",
+        "file": "/flows/login-check.yaml",
+        "line": 2 + seq,
+        "state": state,
+        "error": None,
+        "started_at": T0,
+        "duration": 0.5 if state != "running" else None,
+    }
+    values.update(changes)
+    return FlowStepInfo(**values)  # type: ignore[arg-type]
