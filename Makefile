@@ -25,7 +25,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy backend agent
+	$(VENV)/bin/mypy backend agent corral
 
 # Every benchmark runs; fails if any missed a target (figures in build/bench/*.json).
 bench: setup services

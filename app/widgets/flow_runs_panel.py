@@ -131,8 +131,8 @@ class FlowRunsPanel(QWidget):
         self._steps_table.setItemDelegateForColumn(
             StepColumn.STATE, StateDotDelegate(_step_colour, self._steps_table)
         )
-        for column, width in _STEP_WIDTHS.items():
-            self._steps_table.horizontalHeader().resizeSection(column, width)
+        for step_column, width in _STEP_WIDTHS.items():
+            self._steps_table.horizontalHeader().resizeSection(step_column, width)
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
