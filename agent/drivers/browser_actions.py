@@ -62,9 +62,24 @@ _INTO_VIEW_CENTRE = """
 """
 
 # `output` and `env` are parameters, so the direct eval sees them as Maestro's globals.
+# As in Maestro, the flow's variables are globals of the script (`'hi ' + USERNAME`),
+# besides `env`; names that cannot be JavaScript parameters are only in `env`.
 _EVAL = """
 async ([__corralScript, output, env]) => {
-  const value = await eval(__corralScript);
+  const usable = (name) => {
+    if (!/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) || ["output", "env", "__corralScript"].includes(name)) {
+      return false;
+    }
+    try {
+      new Function(name, "");  // a reserved word (`class`) cannot be a parameter
+      return true;
+    } catch (error) {
+      return false;
+    }
+  };
+  const names = Object.keys(env).filter(usable);
+  const run = new Function("__corralScript", "output", "env", ...names, "return eval(__corralScript);");
+  const value = await run(__corralScript, output, env, ...names.map((name) => env[name]));
   return { value: value === undefined ? null : value, output };
 }
 """

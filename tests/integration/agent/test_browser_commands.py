@@ -132,6 +132,13 @@ async def test_eval_script_sees_output_and_env(device: Device) -> None:
         env={"USER": "alice"},
     )
     assert result == {"value": 42, "output": {"count": 2, "user": "ALICE"}}
+    # As in Maestro, variables are globals of the script too; odd names stay in env only.
+    globals_ = await device.command(
+        "eval_script",
+        script="output.greeting = 'hi ' + USER; [typeof output, env['my-var'], env['class']]",
+        env={"USER": "bob", "my-var": "x", "class": "y"},
+    )
+    assert globals_ == {"value": ["object", "x", "y"], "output": {"greeting": "hi bob"}}
     error = await device.error("eval_script", script="throw new Error('nope')")
     assert error.startswith("eval_script: ") and "nope" in error
 

@@ -186,3 +186,23 @@ async def test_the_shipped_examples_pass_on_real_devices(farm: Farm, client: Cor
     assert {s.role: s.device_id for s in steps} == {"viewer": ids[first], "scanner": ids[second]}
     (qr,) = [s for s in steps if s.command == "readQr"]
     assert qr.data["text"].startswith("file:///opt/corral/start/test/"), qr.data
+
+
+async def test_flows_in_maestros_syntax_run_unchanged_on_a_real_device(farm: Farm, client: Corral) -> None:
+    """The compatibility fixtures (written from Maestro's documentation only) pass on a browser device."""
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "maestro"
+    device = farm.devices[0]
+    outcomes = []
+    for name in ("login.yaml", "scrolling.yaml", "control.yaml"):
+        flow = await asyncio.to_thread(load_flow, fixtures / name, {})
+        # One after the other: they share the device.
+        (run,) = await client.run_flow(flow, devices=[device])
+        (done,) = await client.wait_flow_runs([run.id], timeout=240)
+        steps = await client.flow_steps(run.id)
+        failed = [(s.label, s.error) for s in steps if s.state == "failed"]
+        outcomes.append((name, done.state, done.error, failed))
+    assert outcomes == [
+        ("login.yaml", "passed", None, []),
+        ("scrolling.yaml", "passed", None, []),
+        ("control.yaml", "passed", None, []),
+    ]
