@@ -111,7 +111,7 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 FLOW_EPILOG = """\
 examples:
-  corral flow check login-check.yaml             ok: login-check.yaml (9 steps)
+  corral flow check login-check.yaml             ok: login-check.yaml (13 steps)
   corral flow check flows/ --env USER=alice      every *.yaml/*.yml in flows/
   a problem reads `file:line: command: message`; exit status 2 if any.
 """

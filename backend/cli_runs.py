@@ -31,6 +31,7 @@ from backend.flows.loading import load
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError
 from backend.flows.runs import new_batch
 from backend.flows.runs_args import exec_args
+from backend.flows.runs_errors import InvalidRun
 from backend.flows.runs_report import RunReport, as_json, junit, summary, where
 from backend.flows.runs_service import validate_command
 from backend.types import FlowRunInfo
@@ -46,10 +47,11 @@ examples:
   corral flow run login-check.yaml --kind browser --format junit -o report.xml
   corral flow run login-check.yaml --all --json > runs.json
 
-Every flow is checked first (problems: exit 2, nothing runs). While the runs go,
-a table shows each run's device, step n/m, current step, time and verdict; a
-summary follows. Exit 0 only if every run passed, 1 otherwise; Ctrl-C cancels
-every run of this batch (they end `cancelled`, the devices stay usable), exit 130.
+Every flow and device is checked first (problems: exit 2, nothing runs). While
+the runs go, a table shows each run's device, step n/m, current step, time and
+verdict; a summary follows. Exit 0 only if every run passed, 1 otherwise; Ctrl-C
+cancels every run of this batch (they end `cancelled`, the devices stay usable),
+exit 130.
 """
 
 EXEC_EPILOG = """\
@@ -64,7 +66,8 @@ examples:
 
 One plain argument sets the command's main field (the URL, the text, the
 selector); others are key=value (values are JSON when they parse as JSON). The
-result is printed as text, or as JSON with --json. Exit 1 when the command fails.
+result is printed as text, or as JSON with --json. Exit 1 when the command fails,
+2 for an unknown command, a bad argument or an unknown device.
 """
 
 _HOSTING = (
@@ -175,13 +178,22 @@ async def exec_command(args: argparse.Namespace) -> int:
         return 2
     corral = await Corral.start(Settings(), role="auto", stream=False)
     try:
+        try:
+            await corral.device(args.device)
+        except CorralError as exc:  # an unknown device is bad input (exit 2), not a failed command
+            print(f"corral: {exc}", file=sys.stderr)
+            return 2
         if corral.is_host:
             print(
                 "no Corral host is running, so this command is the host until its command has ended",
                 file=sys.stderr,
                 flush=True,
             )
-        data = await corral.command(args.device, args.name, values, args.timeout)
+        try:
+            data = await corral.command(args.device, args.name, values, args.timeout)
+        except InvalidRun as exc:  # a device of a kind without that command
+            print(f"corral: {exc}", file=sys.stderr)
+            return 2
     finally:
         await corral.stop()
     png = data.pop("png", None)
@@ -277,10 +289,14 @@ async def flow_run(args: argparse.Namespace) -> int:
     out = sys.stderr if report_to_stdout else sys.stdout
     corral = await Corral.start(Settings(), role="auto", stream=False)
     try:
+        try:
+            devices = await _chosen_devices(corral, args) if plain else []
+            role_ids = {role: (await corral.device(ref)).id for role, ref in roles.items()}
+        except CorralError as exc:  # an unknown device, none of that kind: bad input, like a flow's
+            print(f"corral: {exc}\ncorral: nothing was run (1 problem)", file=sys.stderr)
+            return 2
         if corral.is_host:
             print(_HOSTING, file=out, flush=True)
-        devices = await _chosen_devices(corral, args) if plain else []
-        role_ids = {role: (await corral.device(ref)).id for role, ref in roles.items()}
         units = [
             _Unit(flow, roles={role: role_ids[role] for role in flow.roles})
             if _has_roles(flow)

@@ -125,7 +125,13 @@ class _Compiler:
         try:
             return syntax.Header.model_validate(clean)
         except ValidationError as exc:
-            self.problem(key, raw.line, None, f"header: {syntax.readable(exc)}")
+            # One problem per key, on its own line: the header spans several.
+            names = dict.fromkeys(str(error["loc"][0]) for error in exc.errors() if error["loc"])
+            for name in sorted(names, key=lambda name: raw.lines.get(name, raw.line)):
+                line = raw.lines.get(name, raw.line)
+                self.problem(key, line, None, f"header: {syntax.readable(exc, name)}")
+            if not names:
+                self.problem(key, raw.line, None, f"header: {syntax.readable(exc)}")
             return None
 
     # -- command lists ------------------------------------------------------

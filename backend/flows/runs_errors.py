@@ -3,7 +3,8 @@
 RunError              (a CorralError)
 ├── UnknownRun        no flow run with that id
 ├── InvalidRun        a run request that cannot start (unknown device, wrong kind, roles missing)
-├── RunFailed         a run ended failed; the message is its error (the failing step's)
+├── RunFailed         a run ended failed; the message is its error (the failing step's);
+│                     also a JobFailed, so the job worker logs it as an outcome
 └── CommandFailed     a single command (``corral exec``) failed; the message says why
 
 The flow language's own errors (a file that does not parse) are
@@ -13,6 +14,7 @@ The flow language's own errors (a file that does not parse) are
 from __future__ import annotations
 
 from backend.exceptions import CorralError
+from backend.jobs.exceptions import JobFailed
 
 __all__ = ["CommandFailed", "InvalidRun", "RunError", "RunFailed", "UnknownRun"]
 
@@ -29,7 +31,7 @@ class InvalidRun(RunError):
     """That flow run cannot start."""
 
 
-class RunFailed(RunError):
+class RunFailed(RunError, JobFailed):
     """The flow run failed."""
 
 

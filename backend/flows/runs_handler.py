@@ -72,9 +72,24 @@ class StepError(RunError):
 
 
 def command_label(name: str, args: Mapping[str, Any]) -> str:
-    """``open_url url=https://example.org``: a single command as a step label."""
-    shown = " ".join(f"{key}={value}" for key, value in args.items() if key != "timeout")
+    """``tap target.css=#submit``: a single command as a step label, in ``corral exec``'s words.
+
+    Only what differs from the defaults shows, so the raw and the validated
+    args (every default filled in) give the same label; *args* must be valid.
+    """
+    given = parse_command(name, dict(args)).model_dump(mode="json", exclude_defaults=True)
+    shown = " ".join(f"{key}={value}" for key, value in _dotted(given) if key != "timeout")
     return f"{name} {shown}".strip()
+
+
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            pairs.extend(_dotted(value, f"{prefix}{key}."))
+        elif value is not None:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
 
 
 class FlowRunner:

@@ -42,7 +42,11 @@ def run_seconds(run: FlowRunInfo) -> float:
 
 
 def _failed_step(report: RunReport) -> FlowStepInfo | None:
-    return next((step for step in report.steps if step.state == "failed"), None)
+    """The step that failed the run: in a flow with roles, the failed role's (the
+    other roles' steps cut short by it are recorded failed too, sometimes first)."""
+    role = report.run.failed_role
+    failed = [step for step in report.steps if step.state == "failed"]
+    return next((step for step in failed if step.role == role), failed[0] if failed else None)
 
 
 def summary(reports: Sequence[RunReport]) -> str:

@@ -367,11 +367,16 @@ _BRANCHES = frozenset({"str", "int", "float", "bool", "none", "Selector", "Condi
 """Names pydantic puts in an error's location for the member of a union that failed."""
 
 
-def readable(exc: ValidationError) -> str:
-    """A pydantic error as one line: ``times: Input should be a valid integer (got 'x')``."""
+def readable(exc: ValidationError, key: str | None = None) -> str:
+    """A pydantic error as one line: ``times: Input should be a valid integer (got 'x')``.
+
+    With *key*, only the errors of that top-level key.
+    """
     parts = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        if key is not None and loc[:1] != [key]:
+            continue
         branches = {part for part in loc if part in _BRANCHES or "[" in part}
         where = ".".join(part for part in loc if part not in branches)
         got = error.get("input")

@@ -83,7 +83,11 @@ def read_documents(text: str, file: str) -> list[Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+        context = exc.context
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            # Found far from its cause (an unclosed quote at the end of the file): name both lines.
+            context = f"{context} (line {exc.context_mark.line + 1})"
+        message = " ".join(part for part in (context, exc.problem) if part) or "invalid YAML"
         raise FlowError([FlowProblem(file, line, None, f"invalid YAML: {message}")]) from None
     except (yaml.YAMLError, UnicodeError, ValueError) as exc:
         raise FlowError([FlowProblem(file, None, None, f"invalid YAML: {exc}")]) from None

@@ -2,6 +2,7 @@
 
 JobError
 ├── JobCancelled       the job's cancel flag was seen at a checkpoint
+├── JobFailed          the work ended failed, as its handler reports (a flow run's step failed)
 ├── LeaseLost          another worker owns the job now; stop without writing
 ├── StoreUnavailable   the job store (Postgres) could not be reached; retry later
 ├── UnknownJob         no job with that id
@@ -12,7 +13,15 @@ from __future__ import annotations
 
 from backend.exceptions import CorralError
 
-__all__ = ["JobCancelled", "JobError", "LeaseLost", "StoreUnavailable", "UnknownJob", "UnknownJobKind"]
+__all__ = [
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "LeaseLost",
+    "StoreUnavailable",
+    "UnknownJob",
+    "UnknownJobKind",
+]
 
 
 class JobError(CorralError):
@@ -21,6 +30,14 @@ class JobError(CorralError):
 
 class JobCancelled(JobError):
     """The job was cancelled."""
+
+
+class JobFailed(JobError):
+    """The job's work ended failed; the message says why.
+
+    An outcome its caller reports (a failed flow run), not a fault of Corral:
+    the worker records it like any failure but logs it at INFO, not WARNING.
+    """
 
 
 class LeaseLost(JobError):

@@ -27,7 +27,7 @@ from typing import Any
 
 from backend.db import Database
 from backend.jobs.context import Handler, JobContext
-from backend.jobs.exceptions import JobCancelled, LeaseLost, StoreUnavailable, UnknownJobKind
+from backend.jobs.exceptions import JobCancelled, JobFailed, LeaseLost, StoreUnavailable, UnknownJobKind
 from backend.jobs.postgres import PostgresJobStore
 from backend.jobs.retry import backoff_delay
 from backend.jobs.store import ClaimedJob, JobStore
@@ -283,7 +283,10 @@ class Worker:
             return
         message = str(exc) or type(exc).__name__
         if context.is_last_attempt or isinstance(exc, UnknownJobKind):
-            log.warning("job %s (%s) failed for good: %s", context.id, context.kind, message)
+            if isinstance(exc, JobFailed):  # an outcome its caller reports, not a fault
+                log.info("job %s (%s) failed: %s", context.id, context.kind, message)
+            else:
+                log.warning("job %s (%s) failed for good: %s", context.id, context.kind, message)
             write = functools.partial(self._store.finish, context.id, self.name, "failed", message)
             await self._record("failure", write)
             return

@@ -160,6 +160,15 @@ def test_flow_problems_exit_2_and_nothing_runs(farm: Farm, tmp_path: Path) -> No
     missing = corral(farm.settings, "flow", "run", str(good))
     assert missing.returncode == 2
     assert "corral: choose devices: --device NAME, --devices A,B, --all or --kind KIND" in missing.stderr
+    # A device that does not exist is bad input too: exit 2 (1 means a run failed), nothing queued.
+    for args in (("--device", "browser-99"), ("--role", "viewer=browser-99", "--role", "scanner=browser-1")):
+        unknown = corral(farm.settings, "flow", "run", str(pair if "--role" in args else good), *args)
+        assert unknown.returncode == 2, unknown.stderr
+        assert unknown.stderr.strip().splitlines()[-2:] == [
+            "corral: no device with id or name 'browser-99'",
+            "corral: nothing was run (1 problem)",
+        ]
+    assert corral(farm.settings, "jobs", "--json").stdout == before
 
 
 def test_on_a_terminal_a_live_table_then_the_summary(farm: Farm, tmp_path: Path) -> None:

@@ -86,11 +86,12 @@ def test_corral_exec_refuses_bad_arguments(farm: Farm, args: tuple[str, ...], me
     assert result.stdout == ""
 
 
-def test_corral_exec_on_an_unknown_device_fails(farm: Farm) -> None:
+def test_corral_exec_on_an_unknown_device_is_bad_input(farm: Farm) -> None:
+    # Exit 2 like any bad argument: a script can tell a typo from a command that failed (1).
     result = corral(farm.settings, "exec", "browser-99", "ping")
     # The last line: under PYTHONASYNCIODEBUG the loop may warn of slow callbacks before it.
     last = result.stderr.strip().splitlines()[-1]
-    assert (result.returncode, last) == (1, "corral: no device with id or name 'browser-99'")
+    assert (result.returncode, last) == (2, "corral: no device with id or name 'browser-99'")
 
 
 def test_corral_exec_open_url_then_screenshot_to_a_file(farm: Farm, tmp_path: Path) -> None:

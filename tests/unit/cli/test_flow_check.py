@@ -66,3 +66,16 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["flow", "check", "--help"])
     assert "corral flow check login-check.yaml" in capsys.readouterr().out
+
+
+def test_the_help_shows_what_checking_the_shipped_example_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])  # the repository root
+    with pytest.raises(SystemExit):
+        main(["flow", "check", "--help"])
+    assert "corral flow check login-check.yaml             ok: login-check.yaml (13 steps)" in (
+        capsys.readouterr().out
+    )
+    assert main(["flow", "check", "examples/flows/login-check.yaml"]) == 0
+    assert capsys.readouterr().out == "ok: examples/flows/login-check.yaml (13 steps)\n"

@@ -128,7 +128,16 @@ def test_header_problems() -> None:
     text = "url: x\nonFlowStart:\n  - back\ncolour: red\n---\n- back\n"
     assert problems(text) == [
         "main.yaml:2: onFlowStart: `onFlowStart` is not supported by Corral yet",
-        "main.yaml:1: header: unknown key `colour`",
+        "main.yaml:4: header: unknown key `colour`",
+    ]
+
+
+def test_each_header_problem_is_on_its_keys_line() -> None:
+    text = "url: x\nnmae: oops\ntags: smoke\nenv: [1, 2]\n---\n- back\n"
+    assert problems(text) == [
+        "main.yaml:2: header: unknown key `nmae`",
+        "main.yaml:3: header: tags: Input should be a valid list (got 'smoke')",
+        "main.yaml:4: header: env: Input should be a valid dictionary",
     ]
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from backend.flows.runs_args import exec_args, main_field
 from backend.flows.runs_errors import InvalidRun
+from backend.flows.runs_handler import command_label
+from backend.flows.runs_service import validate_command
 
 
 def test_the_main_field_of_each_command() -> None:
@@ -48,3 +50,27 @@ def test_words_become_args(name: str, words: list[str], expected: dict[str, obje
 def test_bad_words_are_refused(name: str, words: list[str], message: str) -> None:
     with pytest.raises(InvalidRun, match=message):
         exec_args(name, words)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "label"),
+    [
+        ("ping", {}, "ping"),
+        ("open_url", {"url": "https://example.org", "timeout": 5}, "open_url url=https://example.org"),
+        ("tap", {"target": {"css": "#submit"}}, "tap target.css=#submit"),
+        # What the handler gets: the args validated, every default filled in.
+        (
+            "wait_until",
+            validate_command("wait_until", {"visible": {"text": "Never"}, "timeout": 30}),
+            "wait_until visible.text=Never",
+        ),
+        (
+            "tap",
+            validate_command("tap", {"target": {"text": "Log in", "index": 2}}),
+            "tap target.text=Log in target.index=2",
+        ),
+    ],
+)
+def test_a_single_commands_label_shows_what_was_given(name: str, args: dict[str, object], label: str) -> None:
+    # The label of `corral exec`'s run and step (Flow runs panel, pane overlay, `corral jobs`).
+    assert command_label(name, args) == label

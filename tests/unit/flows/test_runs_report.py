@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
@@ -103,4 +104,20 @@ def test_json_names_devices_and_keeps_ids() -> None:
         {"viewer": "d1", "scanner": "d3"},
         "cancelled",
         2.5,
+    )
+
+
+def test_a_role_runs_failure_points_at_the_failed_roles_step() -> None:
+    # The viewer's wait, cancelled because the scanner failed, is recorded failed first (seq 2).
+    run = dataclasses.replace(
+        _run(4, "failed", {"viewer": "d1", "scanner": "d2"}, 'assertVisible text "Nope": not visible'),
+        failed_role="scanner",
+    )
+    steps = [
+        _step(4, 1, "passed"),
+        dataclasses.replace(_step(4, 2, "failed", "cancelled: role scanner failed"), role="viewer", line=8),
+        dataclasses.replace(_step(4, 3, "failed", "not visible"), role="scanner", line=13),
+    ]
+    assert summary([RunReport(run, steps, NAMES)]).splitlines()[1] == (
+        '          assertVisible text "Nope": not visible (login.yaml:13)'
     )

@@ -77,6 +77,13 @@ def test_a_key_given_twice() -> None:
     assert problems("- tapOn:\n    text: a\n    text: b\n") == ["bomb.yaml:3: `text` is given twice"]
 
 
+def test_an_unclosed_quote_names_the_line_it_opens_on() -> None:
+    # The problem is found at the end of the file; the quote that causes it is on line 4.
+    assert problems('url: x\n---\n- back\n- tapOn: "Log in\n- back\n') == [
+        "bomb.yaml:6: invalid YAML: while scanning a quoted scalar (line 4) found unexpected end of stream"
+    ]
+
+
 def test_invalid_yaml_names_its_line() -> None:
     assert problems("url: x\n---\n- back\n- tapOn: a: b\n- scroll\n") == [
         "bomb.yaml:4: invalid YAML: mapping values are not allowed in this context"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from backend.flows.runs_errors import RunFailed
 from backend.jobs.context import JobContext
 from backend.jobs.exceptions import StoreUnavailable
 from backend.jobs.memory import InMemoryJobStore
@@ -81,6 +82,47 @@ async def test_an_error_without_a_message_is_named_by_its_type() -> None:
     finally:
         await worker.stop()
     assert store.jobs[job_id].error == "KeyError"
+
+
+async def test_a_failed_outcome_is_logged_below_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # A flow run whose step failed is a result its caller reports (`corral flow run`,
+    # `corral exec`); a WARNING line on stderr would repeat it, in the middle of the live table.
+    store = InMemoryJobStore()
+
+    async def handler(_job: JobContext) -> None:
+        raise RunFailed('tapOn text "Log in": no element became visible within 2s')
+
+    worker = Worker(store, {"flow": handler}, concurrency=1)
+    await worker.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="backend.jobs.worker"):
+            job_id = store.enqueue("flow", max_attempts=1)
+            await _until(lambda: store.jobs[job_id].state == "failed")
+    finally:
+        await worker.stop()
+    assert store.jobs[job_id].error == 'tapOn text "Log in": no element became visible within 2s'
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "backend.jobs.worker"]
+    assert records == [
+        ("INFO", f'job {job_id} (flow) failed: tapOn text "Log in": no element became visible within 2s')
+    ]
+
+
+async def test_a_fault_that_fails_a_job_for_good_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    store = InMemoryJobStore()
+
+    async def handler(_job: JobContext) -> None:
+        raise ValueError("docker said no")
+
+    worker = Worker(store, {"provision": handler}, concurrency=1)
+    await worker.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="backend.jobs.worker"):
+            job_id = store.enqueue("provision", max_attempts=1)
+            await _until(lambda: store.jobs[job_id].state == "failed")
+    finally:
+        await worker.stop()
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "backend.jobs.worker"]
+    assert records == [("WARNING", f"job {job_id} (provision) failed for good: docker said no")]
 
 
 async def test_unknown_kind_fails_at_once_without_retry() -> None:
