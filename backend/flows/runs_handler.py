@@ -9,6 +9,9 @@ the hub and does it with its own waiting.
 
 A run goes ``queued -> running -> passed | failed | cancelled``:
 
+- a device runs one run at a time, whoever started it (the window, the CLI,
+  a script): a run whose device is busy with another run stays ``queued``
+  until it is free (its job's progress says so), and can be cancelled there;
 - the devices are checked first (they exist, are ready, their agent is
   connected; an agent that is reconnecting gets a few seconds), else the run
   fails naming the device and why;
@@ -63,6 +66,8 @@ HUB_GRACE = 5.0
 _CANCEL_POLL = 1.0
 """Seconds between looks at a job's cancel flag when no notification woke us."""
 _USABLE = (DeviceState.READY, DeviceState.BUSY)
+_BUSY_POLL = 1.0
+"""Seconds between looks at the cancel flag while a run waits for a busy device."""
 
 Body = Callable[[Executor, Observer], Coroutine[Any, Any, FlowOutcome]]
 
@@ -104,6 +109,8 @@ class FlowRunner:
         self._store = store
         self._hub = hub
         self._active: dict[int, tuple[JobContext, asyncio.Task[FlowOutcome]]] = {}
+        self._device_locks: dict[str, asyncio.Lock] = {}
+        """Per device: held by the run using it (runs are carried out by this host only)."""
         self._listening = False
         self._check: asyncio.Task[None] | None = None
 
@@ -114,6 +121,43 @@ class FlowRunner:
         """Run the job's run to its end. Raises RunFailed (a failed run), JobCancelled (a cancelled one)."""
         self._listen()
         run_id = int(job.payload["run"])
+        devices = {str(role): str(device) for role, device in dict(job.payload["devices"]).items()}
+        held = await self._hold_devices(job, run_id, devices)
+        try:
+            await self._run_held(job, run_id, devices)
+        finally:
+            for lock in held:
+                lock.release()
+
+    async def _hold_devices(
+        self, job: JobContext, run_id: int, devices: Mapping[str, str]
+    ) -> list[asyncio.Lock]:
+        """Take the run's devices (in one order, so two role runs never wait on each other).
+
+        Two flows on one page break each other, so a device runs one run at a
+        time. While waiting the run stays queued; a cancel ends it ``cancelled``.
+        """
+        held: list[asyncio.Lock] = []
+        try:
+            for device_id in sorted(set(devices.values())):
+                lock = self._device_locks.setdefault(device_id, asyncio.Lock())
+                while True:
+                    try:
+                        await asyncio.wait_for(lock.acquire(), _BUSY_POLL)
+                        break
+                    except TimeoutError:
+                        # Writing progress is also how a cancel reaches a waiting job.
+                        await job.progress(0.0, f"waiting: device {device_id} is running another flow")
+                held.append(lock)
+        except BaseException as exc:
+            for lock in held:
+                lock.release()
+            if isinstance(exc, JobCancelled):
+                await self._runs.finish(run_id, "cancelled")
+            raise
+        return held
+
+    async def _run_held(self, job: JobContext, run_id: int, devices: dict[str, str]) -> None:
         begun, run = await self._runs.begin(run_id)
         try:
             if begun != "start":
@@ -123,7 +167,6 @@ class FlowRunner:
                 if run.state == "failed":
                     raise RunFailed(run.error or "failed")
                 return
-            devices = {str(role): str(device) for role, device in dict(job.payload["devices"]).items()}
             outcome = await self._run(job, run_id, devices, run.steps_total)
         finally:
             await self._reap()

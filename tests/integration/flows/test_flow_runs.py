@@ -206,3 +206,39 @@ async def test_flows_in_maestros_syntax_run_unchanged_on_a_real_device(farm: Far
         ("scrolling.yaml", "passed", None, []),
         ("control.yaml", "passed", None, []),
     ]
+
+
+async def test_a_device_runs_one_run_at_a_time_whoever_started_it(
+    farm: Farm, client: Corral, tmp_path: Path
+) -> None:
+    """Runs of separate requests on one device wait for each other (two flows on a page break both)."""
+    device = farm.devices[0]
+    holder = flowfiles.flow(tmp_path, "wait.yaml", flowfiles.WAIT_FOR_NOTHING)
+    login = flowfiles.flow(tmp_path, "login.yaml", flowfiles.LOGIN, {"USER": "dana"})
+    (first,) = await client.run_flow(holder, devices=[device])
+
+    async def holding() -> bool:
+        return (await client.flow_run(first.id)).current_step.startswith("extendedWaitUntil")
+
+    await _until(holding, timeout=60)
+    (second,) = await client.run_flow(login, devices=[device])
+    (third,) = await client.run_flow(login, devices=[device])
+
+    async def waiting(run_id: int) -> bool:
+        job_id = (await client.flow_run(run_id)).job_id
+        jobs = {job.id: job for job in await client.jobs()}
+        return jobs[job_id].progress_message.startswith("waiting: device ")
+
+    await _until(lambda: waiting(second.id), timeout=30)
+    await _until(lambda: waiting(third.id), timeout=30)
+    assert [(await client.flow_run(r.id)).state for r in (second, third)] == ["queued", "queued"]
+    assert await client.flow_steps(second.id) == []
+    # A waiting run can be cancelled; it never touches the device.
+    await client.cancel_flow_run(third.id)
+    (third_done,) = await client.wait_flow_runs([third.id], timeout=30)
+    assert (third_done.state, await client.flow_steps(third.id)) == ("cancelled", [])
+    await client.cancel_flow_run(first.id)
+    first_done, second_done = await client.wait_flow_runs([first.id, second.id], timeout=120)
+    assert (first_done.state, second_done.state, second_done.error) == ("cancelled", "passed", None)
+    assert first_done.finished_at is not None and second_done.started_at is not None
+    assert second_done.started_at >= first_done.finished_at
