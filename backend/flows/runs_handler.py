@@ -72,8 +72,18 @@ class StepError(RunError):
 
 
 def command_label(name: str, args: Mapping[str, Any]) -> str:
-    """``open_url url=https://example.org``: a single command as a step label."""
-    shown = " ".join(f"{key}={value}" for key, value in args.items() if key != "timeout")
+    """``open_url url=https://example.org``: a single command as a step label.
+
+    Typed text is not shown (``input_text text=<7 characters>``): labels are stored
+    and shown everywhere, and what ``corral exec`` types is often a password.
+    """
+    shown = " ".join(
+        f"{key}=<{len(str(value))} characters>"
+        if name == "input_text" and key == "text"
+        else f"{key}={value}"
+        for key, value in args.items()
+        if key != "timeout"
+    )
     return f"{name} {shown}".strip()
 
 

@@ -48,3 +48,10 @@ def test_words_become_args(name: str, words: list[str], expected: dict[str, obje
 def test_bad_words_are_refused(name: str, words: list[str], message: str) -> None:
     with pytest.raises(InvalidRun, match=message):
         exec_args(name, words)
+
+
+def test_a_single_command_label_hides_typed_text() -> None:
+    from backend.flows.runs_handler import command_label
+
+    assert command_label("input_text", {"text": "hunter2", "timeout": 5}) == "input_text text=<7 characters>"
+    assert command_label("open_url", {"url": "https://example.org"}) == "open_url url=https://example.org"
