@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 import signal
 import sys
 import time
@@ -36,7 +37,14 @@ from backend.flows.runs_report import RunReport, as_json, junit, summary, where
 from backend.flows.runs_service import validate_command
 from backend.types import FlowRunInfo
 
-__all__ = ["FLOW_RUN_EPILOG", "add_exec_parser", "add_flow_run_parser", "exec_command", "flow_run"]
+__all__ = [
+    "FLOW_RUN_EPILOG",
+    "add_exec_parser",
+    "add_flow_run_parser",
+    "exec_command",
+    "flow_run",
+    "printable",
+]
 
 FLOW_RUN_EPILOG = """\
 examples:
@@ -75,6 +83,19 @@ _HOSTING = (
 )
 _CANCEL_WAIT = 60.0
 """Seconds Ctrl-C waits for the runs to end cancelled before giving up on them."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """*text* safe for a terminal: control characters (escape sequences) shown as ``\\x1b``.
+
+    What runs print comes from devices (errors, page text, QR codes) and flow files:
+    an escape sequence in it must not drive the operator's terminal. Newlines and tabs
+    stay when *lines* is true.
+    """
+    pattern = _CONTROL if lines else _CONTROL_OR_NEWLINE
+    return pattern.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 # --- arguments -----------------------------------------------------------------------
@@ -213,7 +234,7 @@ async def exec_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(_plain(data))
+        print(printable(_plain(data)))
     return 0
 
 
@@ -334,7 +355,7 @@ async def _write_reports(args: argparse.Namespace, reports: list[RunReport], out
     text = summary(reports)
     if args.json:
         print(json.dumps([as_json(r) for r in reports], indent=2))
-    print(text, file=out)
+    print(printable(text), file=out)
     if args.format == "junit":
         xml = junit(reports)
         if args.output:
@@ -370,7 +391,9 @@ class _Display:
             elapsed = f"{max(0.0, end - run.started_at.timestamp()):.1f}s"
         step = run.error if run.state == "failed" and run.error else run.current_step
         report = RunReport(run, (), self.names)
-        return (where(report), run.name, f"{run.steps_done}/{run.steps_total}", step, elapsed, run.state)
+        cells = (where(report), run.name, f"{run.steps_done}/{run.steps_total}", step, elapsed, run.state)
+        device, flow, count, current, elapsed, state = (printable(cell, lines=False) for cell in cells)
+        return device, flow, count, current, elapsed, state
 
 
 class _PlainDisplay(_Display):
@@ -406,6 +429,7 @@ class _LiveDisplay(_Display):
 
     def _table(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, header_style="bold")
         for title in ("DEVICE", "FLOW", "STEP", "CURRENT", "TIME", "VERDICT"):
@@ -413,7 +437,8 @@ class _LiveDisplay(_Display):
         colours = {"passed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
         for run in self._runs:
             *cells, verdict = self.row(run)
-            table.add_row(*cells, f"[{colours.get(verdict, 'white')}]{verdict}[/]")
+            # Text, not markup: labels and errors come from flow files and devices ("[/]").
+            table.add_row(*(Text(cell) for cell in cells), Text(verdict, style=colours.get(verdict, "white")))
         return table
 
     def start(self) -> None:

@@ -25,6 +25,7 @@ from agent.drivers.base import Screen
 from agent.drivers.keys import BACK, playwright_key
 from agent.drivers.qr import decode_codes
 from agent.drivers.targets import locate, screen_point, seconds, wait_gone, wait_visible
+from agent.drivers.urls import refused_url
 from agent.exceptions import CommandFailed
 
 __all__ = ["ACTIONS", "Where"]
@@ -102,6 +103,9 @@ def _ms(seconds_: float) -> float:
 
 
 async def _open_url(page: Page, command: c.OpenUrl, _where: Where) -> dict[str, Any]:
+    refused = refused_url(command.url)
+    if refused is not None:
+        raise CommandFailed(f"open_url: {command.url} is refused: {refused}")
     try:
         await page.goto(command.url, wait_until="load", timeout=_ms(command.timeout))
     except PlaywrightTimeout as exc:

@@ -9,12 +9,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.flows.loading import load
+from backend.flows.loading import FLOW_SUFFIXES, load
 from backend.flows.model import DEFAULT_ROLE, Flow, FlowError, FlowProblem
 
 __all__ = ["FLOW_SUFFIXES", "CheckReport", "check_paths", "flow_files", "summary"]
-
-FLOW_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,7 +273,7 @@ class _Run:
             await self.failed_without_start(lane, node, scope, error, inherited)
             return
         role = args.from_ if isinstance(args, syntax.ReadQr) and args.from_ else lane.role
-        event = self.event(lane, node, describe(node.command, args, url))
+        event = self.event(lane, node, describe(node.command, args, url, written=node.raw))
         await self.observer.step_started(event)
         started = asyncio.get_running_loop().time()
         data: dict[str, Any] = {}

@@ -8,7 +8,9 @@ label a person reads in reports: ``tapOn text "Log in"``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agent.commands import (
     DEFAULT_TIMEOUT,
@@ -196,8 +198,16 @@ def _selector(selector: syntax.Selector | str) -> str:
         return repr(selector) if isinstance(selector, str) else "(no selector)"
 
 
-def describe(name: str, args: syntax.Args, url: str | None = None) -> str:
-    """The label of a step: ``tapOn text "Log in"``, ``inputText "alice"``, ``launchApp <url>``."""
+def describe(
+    name: str, args: syntax.Args, url: str | None = None, written: Mapping[str, Any] | None = None
+) -> str:
+    """The label of a step: ``tapOn text "Log in"``, ``inputText "${PASSWORD}"``, ``launchApp <url>``.
+
+    *written* is the command's arguments as the flow wrote them (before variables were
+    substituted): an ``inputText`` label shows its text as written, so a value typed from
+    a variable (a password given with ``--env``) never lands in a label, which is stored
+    in Postgres and shown on every screen that follows the run.
+    """
     if args.label:
         return args.label
     detail = ""
@@ -211,7 +221,8 @@ def describe(name: str, args: syntax.Args, url: str | None = None) -> str:
         case syntax.TapOn():
             detail = _selector(args) + (f" x{args.repeat}" if args.repeat > 1 else "")
         case syntax.InputText():
-            detail = f'"{args.text}"'
+            typed = written.get("text", args.text) if written is not None else args.text
+            detail = f'"{typed}"'
         case syntax.EraseText():
             detail = str(args.charactersToErase)
         case syntax.PressKey():

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db import Database
 from backend.db.models import FlowRun, FlowStep, Job
 from backend.flows.runs_errors import UnknownRun
+from backend.flows.runs_record import storable_error
 from backend.jobs.manager import JobManager
 from backend.types import FlowRunInfo, FlowStepInfo
 
@@ -244,7 +245,8 @@ class FlowRuns:
                 if state == "passed":
                     run.steps_done = run.steps_total
                 run.failed_role = failed_role
-                await _end(session, run, state, error)
+                # The error may carry a device's text (its step's error, a label made of its values).
+                await _end(session, run, state, storable_error(error))
         return await self.get(run_id)
 
     async def reap_abandoned(self) -> list[int]:

@@ -81,9 +81,17 @@ def command_label(name: str, args: Mapping[str, Any]) -> str:
 
     Only what differs from the defaults shows, so the raw and the validated
     args (every default filled in) give the same label; *args* must be valid.
+    Typed text is not shown (``input_text text=<7 characters>``): labels are stored
+    and shown everywhere, and what ``corral exec`` types is often a password.
     """
     given = parse_command(name, dict(args)).model_dump(mode="json", exclude_defaults=True)
-    shown = " ".join(f"{key}={value}" for key, value in _dotted(given) if key != "timeout")
+    shown = " ".join(
+        f"{key}=<{len(str(value))} characters>"
+        if name == "input_text" and key == "text"
+        else f"{key}={value}"
+        for key, value in _dotted(given)
+        if key != "timeout"
+    )
     return f"{name} {shown}".strip()
 
 

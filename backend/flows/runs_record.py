@@ -8,6 +8,13 @@ window's panes (woken by the ``flow_runs`` NOTIFY) show where every run is.
 Images never go into rows: a screenshot's PNG is written to
 ``<data_dir>/flows/<run id>/<seq>-<command>.png`` (directory 0700, file 0600,
 never following a link), and the row keeps the path relative to the data directory.
+Only PNG bytes are written: the window decodes these files, and a device must not
+choose which of Qt's image decoders parses them.
+
+What a device sends is untrusted: results, errors and the labels made from its
+values are made storable (:func:`storable`: NUL, which Postgres text and jsonb
+refuse, becomes U+FFFD) and errors are cut at :data:`MAX_ERROR_CHARS`, so a device
+cannot make its step's row unwritable or a run's error megabytes long.
 """
 
 from __future__ import annotations
@@ -27,14 +34,45 @@ from backend.db import Database
 from backend.db.models import FlowRun, FlowStep
 from backend.flows.model import StepEvent, StepOutcome
 
-__all__ = ["FLOWS_DIR", "StepRecorder", "screenshot_path", "write_private"]
+__all__ = [
+    "FLOWS_DIR",
+    "MAX_ERROR_CHARS",
+    "PNG_SIGNATURE",
+    "StepRecorder",
+    "screenshot_path",
+    "storable",
+    "storable_error",
+    "write_private",
+]
 
 FLOWS_DIR = "flows"
 """The folder of run screenshots inside the data directory."""
+MAX_ERROR_CHARS = 4096
+"""A step's or run's error is cut here (a device chooses its errors' text)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 Progress = Callable[[int, int, str], Awaitable[None]]
 """(steps done, steps total, label of the step now running) -> None; the job's progress."""
+
+
+def storable(value: Any) -> Any:
+    """*value* (text, or JSON-like data) with every NUL in its strings and keys replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, Mapping):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
+def storable_error(error: str | None) -> str | None:
+    """An error as rows keep it: storable, at most MAX_ERROR_CHARS characters."""
+    if error is None:
+        return None
+    text: str = storable(error)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def screenshot_path(run_id: int, seq: int, command: str) -> Path:
@@ -97,7 +135,7 @@ class StepRecorder:
                     role=step.role,
                     device_id=self._devices.get(step.role),
                     index=step.index,
-                    label=step.label,
+                    label=storable(step.label),
                     command=step.command,
                     file=step.file,
                     line=step.line,
@@ -110,7 +148,7 @@ class StepRecorder:
                 .values(current_step=self._current(step), steps_done=self.steps_done)
             )
         if self._progress is not None:
-            await self._progress(self.steps_done, self._total, step.label)
+            await self._progress(self.steps_done, self._total, storable(step.label))
 
     async def step_finished(
         self,
@@ -131,8 +169,8 @@ class StepRecorder:
                 .where(FlowStep.run_id == self._run_id, FlowStep.seq == step.seq)
                 .values(
                     state=outcome,
-                    error=error,
-                    data=kept,
+                    error=storable_error(error),
+                    data=storable(kept),
                     screenshot=screenshot,
                     finished_at=func.now(),
                     duration_ms=duration * 1000.0,
@@ -142,11 +180,12 @@ class StepRecorder:
                 update(FlowRun).where(FlowRun.id == self._run_id).values(steps_done=self.steps_done)
             )
         if self._progress is not None:
-            await self._progress(self.steps_done, self._total, step.label)
+            await self._progress(self.steps_done, self._total, storable(step.label))
 
     def _current(self, step: StepEvent) -> str:
         """What the run's row shows as its current step (the role is named when there are several)."""
-        return step.label if len(self._devices) <= 1 else f"{step.role}: {step.label}"
+        label: str = storable(step.label)
+        return label if len(self._devices) <= 1 else f"{step.role}: {label}"
 
     async def _split_images(
         self, step: StepEvent, data: Mapping[str, Any]
@@ -160,6 +199,9 @@ class StepRecorder:
             png = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             kept["png_error"] = "the device sent a screenshot that is not base64"
+            return kept, None
+        if not png.startswith(PNG_SIGNATURE):
+            kept["png_error"] = "the device sent a screenshot that is not a PNG image"
             return kept, None
         relative = screenshot_path(self._run_id, step.seq, step.command)
         await asyncio.to_thread(write_private, self._data_dir, relative, png)

@@ -8,6 +8,7 @@ cancelled run.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,19 @@ from typing import Any
 from backend.types import FlowRunInfo, FlowStepInfo
 
 __all__ = ["RunReport", "as_json", "junit", "run_seconds", "summary", "where"]
+
+# Characters XML 1.0 cannot hold, even escaped (a device's error may carry any of them).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    """*text* as XML can hold it: characters it cannot are written ``\\x1b``, ``\\ufffe``."""
+
+    def shown(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _NOT_XML.sub(shown, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +136,7 @@ def junit(reports: Sequence[RunReport]) -> str:
         suite = ET.SubElement(
             root,
             "testsuite",
-            name=name,
+            name=_xml(name),
             tests=str(len(members)),
             failures=str(failures),
             errors=str(errors),
@@ -132,19 +146,21 @@ def junit(reports: Sequence[RunReport]) -> str:
             case = ET.SubElement(
                 suite,
                 "testcase",
-                classname=name,
-                name=where(report),
-                file=report.run.file,
+                classname=_xml(name),
+                name=_xml(where(report)),
+                file=_xml(report.run.file),
                 time=f"{run_seconds(report.run):.3f}",
             )
             if report.run.state == "failed":
-                failure = ET.SubElement(case, "failure", message=report.run.error or "failed")
-                failure.text = "\n".join(
-                    f"{step.seq}. [{step.state}] {step.label}" + (f": {step.error}" if step.error else "")
-                    for step in report.steps
+                failure = ET.SubElement(case, "failure", message=_xml(report.run.error or "failed"))
+                failure.text = _xml(
+                    "\n".join(
+                        f"{step.seq}. [{step.state}] {step.label}" + (f": {step.error}" if step.error else "")
+                        for step in report.steps
+                    )
                 )
             elif report.run.state != "passed":
-                ET.SubElement(case, "error", message=report.run.error or report.run.state)
+                ET.SubElement(case, "error", message=_xml(report.run.error or report.run.state))
     ET.indent(root)
     text: str = ET.tostring(root, encoding="unicode", xml_declaration=True)
     return text + "\n"

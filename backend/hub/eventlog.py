@@ -30,6 +30,14 @@ storable (NUL and lone surrogates replaced, NaN stored as null); a message is
 cut at :data:`MAX_MESSAGE_CHARS`, data longer than :data:`MAX_DATA_CHARS` bytes
 as JSON is replaced by a note of its size and keys. Rows of a device that no longer exists
 are skipped.
+
+A device is untrusted, and its agent's own rate limit is only a courtesy: each
+device's agent events may cost at most :data:`AGENT_BYTES_PER_SECOND` of rows
+(counted as the queue counts them), with bursts of :data:`AGENT_BURST_BYTES`.
+Events over that are dropped and counted per device, and the device's next event
+that fits is followed by one ``warning`` row saying how many were dropped. Without
+it one device flooding events (5,000 of 20 KB a second, measured) grew ``events``
+by 100 MB a second and pushed every other device's rows out of the queue.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +63,8 @@ from backend.hub.server import CommandOutcome
 from backend.supervisor import Supervisor
 
 __all__ = [
+    "AGENT_BURST_BYTES",
+    "AGENT_BYTES_PER_SECOND",
     "DROP_LOG_INTERVAL",
     "LEVELS",
     "MAX_DATA_CHARS",
@@ -72,6 +83,20 @@ DROP_LOG_INTERVAL = 10.0
 """Seconds between two warnings about dropped rows (each says how many since the last)."""
 _ROW_OVERHEAD = 200
 """Bytes counted per row on top of its text, for the queue's bound."""
+AGENT_BYTES_PER_SECOND = 32 << 10
+"""What one device's agent events may add to the queue per second, sustained (rows as counted there)."""
+AGENT_BURST_BYTES = 1 << 20
+"""What one device's agent events may add at once (a page's burst of console errors fits)."""
+
+
+@dataclass(slots=True)
+class _Budget:
+    """One device's token bucket of bytes for its agent events."""
+
+    tokens: float
+    at: float
+    dropped: int = 0
+
 
 _INSERT = """
 INSERT INTO events (device_id, at, source, level, kind, message, data)
@@ -134,6 +159,9 @@ class EventLog:
         """Rows dropped so far (the queue was full, or Postgres refused them)."""
         self.written = 0
         """Rows inserted so far."""
+        self._budgets: dict[str, _Budget] = {}
+        self.over_limit = 0
+        """Agent events dropped so far because their device was over its budget."""
 
     @property
     def queued(self) -> int:
@@ -152,12 +180,26 @@ class EventLog:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Queue one row. Never blocks or raises; may drop the oldest rows (see the module docstring)."""
+        self._queue(self._row(device_id, source, kind, level, message, data))
+
+    def _row(
+        self,
+        device_id: str | None,
+        source: str,
+        kind: str,
+        level: str,
+        message: str,
+        data: dict[str, Any] | None,
+    ) -> _Row:
         self._seq += 1
         message = _storable(message[:MAX_MESSAGE_CHARS])
         text = _json(data)
         size = _ROW_OVERHEAD + len(message) + (len(text) if text is not None else 0)
         level = level if level in LEVELS else "info"
-        row = (self._seq, size, device_id, datetime.now(UTC), source[:32], level, kind[:32], message, text)
+        return (self._seq, size, device_id, datetime.now(UTC), source[:32], level, kind[:32], message, text)
+
+    def _queue(self, row: _Row) -> None:
+        size = row[1]
         self._rows.append(row)
         self._bytes += size
         while self._bytes > self._max_bytes and len(self._rows) > 1:
@@ -170,17 +212,39 @@ class EventLog:
             self._full.set()
 
     def agent_event(self, device_id: str, event: Event) -> None:
-        """Queue an agent's ``event`` message (source ``agent``)."""
+        """Queue an agent's ``event`` message (source ``agent``), within the device's budget."""
         level = event.data.get("level")
         message = event.data.get("message")
-        self.add(
+        row = self._row(
             device_id,
             "agent",
             event.kind,
-            level=level if isinstance(level, str) else "info",
-            message=message if isinstance(message, str) else "",
-            data=event.data,
+            level if isinstance(level, str) else "info",
+            message if isinstance(message, str) else "",
+            event.data,
         )
+        now = time.monotonic()
+        budget = self._budgets.get(device_id)
+        if budget is None:
+            budget = self._budgets[device_id] = _Budget(float(AGENT_BURST_BYTES), now)
+        budget.tokens = min(
+            float(AGENT_BURST_BYTES), budget.tokens + (now - budget.at) * AGENT_BYTES_PER_SECOND
+        )
+        budget.at = now
+        if row[1] > budget.tokens:
+            budget.dropped += 1
+            self.over_limit += 1
+            return
+        budget.tokens -= row[1]
+        self._queue(row)
+        if budget.dropped:
+            # After the row (rows are queued in the order they were made).
+            note = (
+                f"{budget.dropped} earlier agent events of this device dropped: over its limit of "
+                f"{AGENT_BYTES_PER_SECOND // 1024} KiB/s (bursts of {AGENT_BURST_BYTES >> 20} MiB)"
+            )
+            budget.dropped = 0
+            self._queue(self._row(device_id, "hub", "events-dropped", "warning", note, None))
 
     def command(self, device_id: str, outcome: CommandOutcome) -> None:
         """Queue a finished command (source ``hub``, kind ``command``)."""

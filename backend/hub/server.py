@@ -23,7 +23,9 @@ likes, so what it can cost the host is bounded per device:
   known number of descriptors, and other devices nothing;
 - a connection must complete its handshake within HANDSHAKE_TIMEOUT seconds;
 - refusals are logged at most REFUSALS_LOGGED_PER_SECOND a second per device,
-  the rest counted in one summary line, so a flood cannot fill the disk.
+  the rest counted in one summary line, so a flood cannot fill the disk;
+- a connection's frames are read within a budget of frames and bytes a second
+  (:mod:`backend.hub.pacing`), so a flood of frames cannot keep the loop busy.
 
 Commands (:meth:`Hub.command`) belong to the connection they were sent on. Their
 ids are random (:mod:`backend.hub.session`), and a result completes a command only
@@ -64,6 +66,7 @@ from backend.config import Settings, rundir
 from backend.config.exceptions import RuntimeDirError
 from backend.config.paths import AGENT_CREDENTIAL, HUB_SOCKET
 from backend.hub.exceptions import AgentDisconnected, CommandTimeout, HubError
+from backend.hub.pacing import ReadPacing
 from backend.hub.session import AgentSession, CommandTooLarge
 
 __all__ = [
@@ -524,12 +527,16 @@ class Hub:
             task = asyncio.create_task(_retire(previous.connection), name=f"hub-retire-{device_id}")
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+        pacing = ReadPacing()
         try:
             async for frame in connection:
                 received = link.session.receive(frame)
                 for reply in received.replies:
                     await connection.send(reply)
                 self._dispatch(device_id, link, received.message)
+                pause = pacing.spend(len(frame))
+                if pause:
+                    await asyncio.sleep(pause)  # a flooding device waits; see hub.pacing
         except ConnectionClosed:
             pass
         finally:

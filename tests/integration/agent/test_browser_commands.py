@@ -41,6 +41,17 @@ async def test_login_flow_types_taps_asserts_and_copies(device: Device) -> None:
     )
 
 
+async def test_open_url_refuses_the_devices_own_control_files(device: Device) -> None:
+    # What a hostile viewer's QR code made a scanner open: its credential, on screen and in copy_text.
+    for url in ("file:///run/corral/agent.cred", "view-source:file:///proc/self/root/run/corral/agent.cred"):
+        assert await device.error("open_url", url=url) == (
+            f"open_url: {url} is refused: /run/corral holds the device's private files; no command opens them"
+        )
+    assert await device.command("open_url", url=f"{TEST_PAGES}/login.html") == {
+        "url": f"{TEST_PAGES}/login.html"
+    }
+
+
 async def test_a_wait_that_times_out_names_its_target(device: Device) -> None:
     await device.command("open_url", url=f"{TEST_PAGES}/login.html")
     started = time.monotonic()

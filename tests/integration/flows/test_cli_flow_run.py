@@ -38,7 +38,7 @@ def test_json_and_junit_reports_of_a_passing_batch(farm: Farm, tmp_path: Path) -
         ("login-check", {"device": "browser-2"}, "passed", None),
     ]
     assert [len(r["steps"]) for r in runs] == [8, 8]
-    assert runs[0]["steps"][2]["label"] == 'inputText "dora"'
+    assert runs[0]["steps"][2]["label"] == 'inputText "${USER}"'
     assert runs[0]["batch"] == runs[1]["batch"]
     # The table and the summary went to stderr, the JSON alone to stdout.
     assert "2 runs: 2 passed" in result.stderr

@@ -59,7 +59,7 @@ async def test_run_flow_returns_typed_results(farm: Farm, tmp_path: Path) -> Non
             ("browser-2", "passed", None, True),
         ]
         steps = results[0].steps
-        assert [s.label for s in steps][2] == 'inputText "carol"'
+        assert [s.label for s in steps][2] == 'inputText "${USER}"'
         assert steps[-1].screenshot is not None and steps[-1].screenshot.read_bytes()[:4] == b"\x89PNG"
         assert (await c.device("browser-2").info()).name == "browser-2"
         assert set(await c.device("browser-2").command("ping", timeout=5)) == {"pong"}

@@ -56,9 +56,9 @@ async def test_the_login_example_sends_these_commands() -> None:
         "launchApp file:///opt/corral/start/test/login.html",
         'extendedWaitUntil visible css "#username"',
         'tapOn css "#username"',
-        'inputText "bob"',
+        'inputText "${USER}"',
         'tapOn css "#password"',
-        'inputText "not-a-secret"',
+        'inputText "${PASSWORD}"',
         'tapOn text "Log in"',
         'assertVisible text "Welcome, bob"',
         "takeScreenshot logged-in",
@@ -238,6 +238,36 @@ async def test_the_callers_env_wins_over_the_header() -> None:
     devices = Devices()
     await run("url: x\nenv:\n  USER: alice\n---\n- inputText: ${USER}\n", devices, env={"USER": "carol"})
     assert [call.command.text for call in devices.calls] == ["carol"]  # type: ignore[attr-defined]
+
+
+async def test_an_input_text_label_shows_the_text_as_written_not_the_secret() -> None:
+    devices = Devices(results={"copy_text": {"text": "copied-secret"}})
+    text = HEADER + (
+        "- inputText: ${PASSWORD}\n"
+        "- inputText: user ${USER} here\n"
+        "- inputText: literal\n"
+        "- copyTextFrom: Code\n"
+        "- inputText: ${maestro.copiedText}\n"
+    )
+    outcome, steps = await run(text, devices, {"PASSWORD": "hunter2", "USER": "bob"})
+    assert outcome == FlowOutcome(passed=True)
+    assert [
+        call.command.model_dump(include={"text"})
+        for call in devices.calls
+        if call.command.name == "input_text"
+    ] == [
+        {"text": "hunter2"},
+        {"text": "user bob here"},
+        {"text": "literal"},
+        {"text": "copied-secret"},
+    ]
+    assert [event.label for event in steps.events] == [
+        'inputText "${PASSWORD}"',
+        'inputText "user ${USER} here"',
+        'inputText "literal"',
+        'copyTextFrom text "Code"',
+        'inputText "${maestro.copiedText}"',
+    ]
 
 
 async def test_a_value_is_substituted_once() -> None:

@@ -74,3 +74,10 @@ def test_bad_words_are_refused(name: str, words: list[str], message: str) -> Non
 def test_a_single_commands_label_shows_what_was_given(name: str, args: dict[str, object], label: str) -> None:
     # The label of `corral exec`'s run and step (Flow runs panel, pane overlay, `corral jobs`).
     assert command_label(name, args) == label
+
+
+def test_a_single_command_label_hides_typed_text() -> None:
+    from backend.flows.runs_handler import command_label
+
+    assert command_label("input_text", {"text": "hunter2", "timeout": 5}) == "input_text text=<7 characters>"
+    assert command_label("open_url", {"url": "https://example.org"}) == "open_url url=https://example.org"

@@ -121,3 +121,20 @@ def test_a_role_runs_failure_points_at_the_failed_roles_step() -> None:
     assert summary([RunReport(run, steps, NAMES)]).splitlines()[1] == (
         '          assertVisible text "Nope": not visible (login.yaml:13)'
     )
+
+
+def test_junit_stays_well_formed_xml_whatever_a_device_answered() -> None:
+    error = "bad \x1b[31m\x07\x00 <tag> & \ufffe end"
+    report = RunReport(
+        _run(3, "failed", {"device": "d2"}, f"step 1: {error}", name="evil\x08"),
+        [_step(3, 1, "failed", error)],
+        NAMES,
+    )
+    root = ET.fromstring(junit([report]))  # raised "not well-formed (invalid token)"
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert suite.get("name") == "evil\\x08"
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == "step 1: bad \\x1b[31m\\x07\\x00 <tag> & \\ufffe end"
+    assert failure.text == "1. [failed] step 1: bad \\x1b[31m\\x07\\x00 <tag> & \\ufffe end"

@@ -84,3 +84,37 @@ def test_data_is_kept_as_compact_json_and_oversize_data_as_a_note() -> None:
         '{"truncated":true,"bytes":16394,"keys":["png"]}',
         '{"inf":null,"nul":"a\ufffdb"}',
     ]
+
+
+def test_a_device_flooding_events_is_held_to_its_budget_and_others_are_not(monkeypatch: Any) -> None:
+    from agent.protocol import Event
+    from backend.hub import eventlog
+
+    clock = [1000.0]
+    monkeypatch.setattr(eventlog.time, "monotonic", lambda: clock[0])
+    log = EventLog(Database(HeldConnection()), Supervisor(), max_bytes=1 << 30)  # type: ignore[arg-type]
+    # Counted 200 + 4,000 (message) + 8,040 (data as JSON) = 12,240 bytes a row.
+    flood = Event(kind="log", data={"level": "error", "message": "M" * 4000, "blob": "B" * 4000})
+    for _ in range(1000):
+        log.agent_event("evil", flood)
+    # The 1 MiB burst holds 85 rows (1,048,576 // 12,240), leaving 8,176 bytes.
+    assert (log.queued, log.over_limit, log.dropped) == (85, 915, 0)
+    log.agent_event("good", Event(kind="log", data={"message": "fine"}))
+    assert (log.queued, log.over_limit) == (86, 915)  # another device is not held back
+    clock[0] += 1.0  # 8,176 + 32,768 bytes: three more rows of the flood
+    for _ in range(10):
+        log.agent_event("evil", flood)
+    assert (log.queued, log.over_limit) == (90, 922)
+    rows = list(log._rows)
+    assert [(row[2], row[4], row[6]) for row in rows[85:]] == [
+        ("good", "agent", "log"),
+        ("evil", "agent", "log"),
+        ("evil", "hub", "events-dropped"),
+        ("evil", "agent", "log"),
+        ("evil", "agent", "log"),
+    ]
+    assert rows[87][5] == "warning"
+    assert rows[87][7] == (
+        "915 earlier agent events of this device dropped: over its limit of 32 KiB/s (bursts of 1 MiB)"
+    )
+    assert [row[0] for row in rows] == sorted(row[0] for row in rows)  # queued in the order made
