@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ __all__ = [
     "StepColumn",
     "can_cancel_run",
     "format_duration",
+    "plain_tooltip",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,7 +224,7 @@ class FlowRunTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(run, column)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(run, column)
+            return plain_tooltip(self._tooltip(run, column))
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == RunColumn.STATE:
                 return QColor(RUN_STATE_COLOURS.get(run.state, "#8b949e"))
@@ -401,11 +403,11 @@ class FlowStepTableModel(QAbstractTableModel):
             return self._thumbnails.get(step.screenshot)
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == StepColumn.ERROR and step.error:
-                return step.error
+                return plain_tooltip(step.error)
             if column == StepColumn.SCREENSHOT and step.screenshot:
-                return f"{step.screenshot}\nDouble-click to open it larger."
+                return plain_tooltip(f"{step.screenshot}\nDouble-click to open it larger.")
             where = f"{step.file}:{step.line}" if step.line is not None else step.file
-            return f"{step.label}\n{step.command} at {where}"
+            return plain_tooltip(f"{step.label}\n{step.command} at {where}")
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == StepColumn.STATE:
                 return QColor(RUN_STATE_COLOURS.get(step.state, "#8b949e"))
@@ -503,3 +505,12 @@ def _scaled_image(path: str) -> QImage | None:
     return image.scaled(
         THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
     )
+
+
+def plain_tooltip(text: str) -> str:
+    """*text* as a tooltip that shows exactly those characters.
+
+    Qt renders a tooltip as rich text when it looks like HTML, and errors and
+    labels come from devices and flow files: escaped, a ``<b>`` stays ``<b>``.
+    """
+    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>"

@@ -27,6 +27,7 @@ from app.models.flow_runs import (
     RunColumn,
     StepColumn,
     can_cancel_run,
+    plain_tooltip,
 )
 from app.theme import icon
 from app.widgets.state_dot import StateDotDelegate
@@ -107,6 +108,7 @@ class FlowRunsPanel(QWidget):
         self._summary = QLabel()
         self._summary.setStyleSheet("color: #8b949e")
         self._notice = QLabel()
+        self._notice.setTextFormat(Qt.TextFormat.PlainText)  # device errors are not markup
         self._notice.setStyleSheet("color: #f85149")
         self._notice.hide()
         self._cancel = QPushButton(icon("cancel"), "Cancel")
@@ -114,6 +116,7 @@ class FlowRunsPanel(QWidget):
         self._cancel.setAutoDefault(False)
         self._cancel.setEnabled(False)
         self._steps_title = QLabel("Select a run to see its steps")
+        self._steps_title.setTextFormat(Qt.TextFormat.PlainText)  # flow names are not markup
         self._steps_title.setStyleSheet("color: #8b949e")
 
         self._runs_table = _table(runs)
@@ -201,7 +204,7 @@ class FlowRunsPanel(QWidget):
     def show_notice(self, text: str) -> None:
         """A problem with the listing ("" hides it); the full text is the tooltip."""
         self._notice.setText(text if len(text) <= 90 else text[:89] + "…")
-        self._notice.setToolTip(text)
+        self._notice.setToolTip(plain_tooltip(text))
         self._notice.setVisible(bool(text))
 
     # -- private slots ---------------------------------------------------------

@@ -8,6 +8,7 @@ label a person reads in reports: ``tapOn text "Log in"``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,16 @@ from agent.commands import (
 )
 from backend.flows import syntax
 
-__all__ = ["AGENT_NAMES", "Context", "agent_commands", "describe", "script_of", "seconds", "target"]
+__all__ = [
+    "AGENT_NAMES",
+    "Context",
+    "agent_commands",
+    "describe",
+    "script_of",
+    "seconds",
+    "target",
+    "variables_named_in",
+]
 
 AGENT_NAMES: dict[str, tuple[str, ...]] = {
     "launchApp": ("clear_state", "open_url"),
@@ -152,11 +162,12 @@ def agent_commands(name: str, args: syntax.Args, context: Context) -> list[Agent
         case syntax.TakeScreenshot():
             return [Screenshot(timeout=timeout)]
         case syntax.EvalScript():
+            script = script_of(args.script)
             return [
                 EvalScript(
-                    script=script_of(args.script),
+                    script=script,
                     output=dict(context.output or {}),
-                    env=dict(context.env or {}),
+                    env=variables_named_in(script, context.env or {}),
                     timeout=timeout,
                 )
             ]
@@ -250,3 +261,14 @@ def describe(
 def _shorten(text: str, limit: int = 60) -> str:
     one_line = " ".join(text.split())
     return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+
+
+def variables_named_in(script: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables *script* names (as a word): all a device gets of the flow's env.
+
+    A device is not trusted with the rest: in a flow with roles, the viewer's
+    script must not receive the password the scanner types.
+    """
+    words = set(re.findall(r"[A-Za-z_$][A-Za-z0-9_$]*", script))
+    quoted = set(re.findall(r"""["']([^"'\\]{1,256})["']""", script))
+    return {name: value for name, value in env.items() if name in words or name in quoted}

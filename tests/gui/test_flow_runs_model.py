@@ -87,8 +87,9 @@ def test_runs_show_every_column_newest_first(runs):
         "browser-2",
         'assertVisible "Welcome": not visible …',
     )
+    # Escaped: device errors and flow labels are never rendered as markup.
     assert runs.index(1, RunColumn.ERROR).data(Qt.ItemDataRole.ToolTipRole) == (
-        'assertVisible "Welcome": not visible\nafter 10 s'
+        "<p style='white-space:pre-wrap'>assertVisible &quot;Welcome&quot;: not visible\nafter 10 s</p>"
     )
     passed = _cells(runs, 2, RunColumn)
     assert (passed[RunColumn.STATE], passed[RunColumn.STEPS], passed[RunColumn.ELAPSED]) == (
@@ -324,3 +325,11 @@ def test_a_newer_listing_of_the_same_run_updates_rows_in_place(qtbot, qt_owned):
     with qtbot.waitSignal(model.modelReset):
         model.reset_steps(5, [step(5, 1)])
     assert model.run_id() == 5 and model.rowCount() == 1
+
+
+def test_tooltips_show_markup_from_devices_as_text() -> None:
+    from app.models.flow_runs import plain_tooltip
+
+    assert plain_tooltip("<b>pwned</b> & <img src=x>") == (
+        "<p style='white-space:pre-wrap'>&lt;b&gt;pwned&lt;/b&gt; &amp; &lt;img src=x&gt;</p>"
+    )
