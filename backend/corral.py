@@ -129,7 +129,13 @@ class _HubEvents(HubListener):
 
 
 class Corral(FlowRunsApi):
-    """Start with :meth:`start`, stop with :meth:`stop`. See ``backend.api`` for the contract."""
+    """Start with :meth:`start`, stop with :meth:`stop`. See ``backend.api`` for the contract.
+
+    The contract is the methods. The parts it is assembled from (``settings``,
+    ``database``, ``runtime``, ``store``, ``hub``, ``supervisor``) stay reachable
+    for tests, benchmarks and tools, but callers of the API (the window, the CLI,
+    the ``corral`` package) use none of them; the rest is private.
+    """
 
     def __init__(
         self,
@@ -148,14 +154,15 @@ class Corral(FlowRunsApi):
         self._event_log = EventLog(database, self.supervisor)
         self._hub_events = _HubEvents(self.store, self._event_log)
         self.hub = Hub(settings, self._hub_events)
-        self.handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
-        self.jobs_store = JobManager(database)
+        self._handlers = DeviceHandlers(settings, self.store, runtime, self.hub)
+        self._jobs = JobManager(database)
         self._flow_runs = FlowRuns(database)
         self._flow_runner = FlowRunner(settings, database, self._flow_runs, self.store, self.hub)
         self._runs = RunService(settings.data_dir, database, self._flow_runs, self.store)
         self._listeners: list[DeviceListener] = []
         self._job_listeners: list[JobsListener] = []
         self._worker: Worker | None = None
+        self._flow_worker: Worker | None = None
         self._reconciler: Reconciler | None = None
         self._stream: object | None = None
         self._lock: HostLock | None = None
@@ -304,13 +311,27 @@ class Corral(FlowRunsApi):
             await self._flow_runs.reap_abandoned()
         except CorralError as exc:
             log.warning("could not end abandoned flow runs: %s", exc)
+        # Two workers split the queue by kind: provisioning loads Docker and the
+        # host, a flow run mostly waits on its devices, so fifty devices run
+        # fifty flows at once while at most job_concurrency devices provision.
+        device_handlers = self._handlers.handlers()
         self._worker = Worker(
             self.database,
-            {**self.handlers.handlers(), **self._flow_runner.handlers()},
+            device_handlers,
             concurrency=self.settings.job_concurrency,
             lease_seconds=self.settings.job_lease_seconds,
+            kinds=list(device_handlers),
+        )
+        flow_handlers = self._flow_runner.handlers()
+        self._flow_worker = Worker(
+            self.database,
+            flow_handlers,
+            concurrency=self.settings.flow_concurrency,
+            lease_seconds=self.settings.job_lease_seconds,
+            kinds=list(flow_handlers),
         )
         await self._worker.start()
+        await self._flow_worker.start()
         ttl = self.settings.parked_ttl_hours
         self._reconciler = Reconciler(
             self.store,
@@ -330,7 +351,7 @@ class Corral(FlowRunsApi):
         reason and gets a recovery provision job (unless a job is on it already).
         """
         try:
-            await asyncio.to_thread(self.handlers.prepare_dir, device_id)
+            await asyncio.to_thread(self._handlers.prepare_dir, device_id)
             await self.hub.listen(device_id)
         except CorralError as exc:
             reason = f"cannot serve its hub socket: {exc}"
@@ -368,10 +389,14 @@ class Corral(FlowRunsApi):
                 await self._reconciler.stop()
                 self._reconciler = None
 
-        async def stop_worker() -> None:
-            if self._worker is not None:
-                await self._worker.stop(grace=grace)
-                self._worker = None
+        async def stop_workers() -> None:
+            # At once: running jobs of both get the same grace, not one after the other.
+            workers = [worker for worker in (self._worker, self._flow_worker) if worker is not None]
+            self._worker = self._flow_worker = None
+            results = await asyncio.gather(*(w.stop(grace=grace) for w in workers), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
         was_hosting, self._hosting = self._hosting, False
         try:
@@ -379,7 +404,7 @@ class Corral(FlowRunsApi):
                 "stopping host work",
                 [
                     ("the reconciler", stop_reconciler),
-                    ("the job worker", stop_worker),
+                    ("the job workers", stop_workers),
                     ("the flow runner", self._flow_runner.stop),
                     ("the hub", self.hub.stop),
                     ("the agent event log", lambda: self._event_log.stop(timeout=grace)),
@@ -498,16 +523,16 @@ class Corral(FlowRunsApi):
 
     async def jobs(self, state: str | None = None, limit: int = 500) -> list[JobInfo]:
         """Newest first; *state* filters (raises JobError for an unknown one)."""
-        return [_job_info(job) for job in await self.jobs_store.list(state=state, limit=limit)]
+        return [_job_info(job) for job in await self._jobs.list(state=state, limit=limit)]
 
     async def retry_job(self, job_id: int) -> JobInfo:
         """Queue a failed or cancelled job again; refused when its device is gone."""
-        job = await self.jobs_store.get(job_id)
+        job = await self._jobs.get(job_id)
         if job.device_id is not None:
             device = await self.store.get(job.device_id)
             if device.state == DeviceState.REMOVED:
                 raise InvalidRequest(f"job {job_id} was for {device.name}, which has been removed")
-        return _job_info(await self.jobs_store.retry(job_id))
+        return _job_info(await self._jobs.retry(job_id))
 
     async def cancel_job(self, job_id: int) -> JobInfo:
         """Cancel a queued job at once; ask a running one to stop at its next checkpoint.
@@ -516,7 +541,7 @@ class Corral(FlowRunsApi):
         cancelled"), as a running one does once its handler stops: otherwise the
         reconciler would find a device that should be up and start it again.
         """
-        job = _job_info(await self.jobs_store.cancel(job_id))
+        job = _job_info(await self._jobs.cancel(job_id))
         if job.kind == "provision" and job.state == "cancelled" and job.device_id is not None:
             await self.store.fail_unstarted(job.device_id, "provisioning cancelled")
         return job

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
         json_schema_extra={"shown_default": "2 per core, at most 1 per GiB of memory, 2..16"},
     )
     """Provisioning jobs run at once; the default is sized to this host."""
+    flow_concurrency: int = Field(default=64, ge=1, le=1024)
+    """Flow runs (and `corral exec` commands) carried out at once, over all devices; a run
+    mostly waits on its device, so this is far above the provisioning limit."""
     job_max_attempts: int = Field(default=3, ge=1)
     """Attempts a job gets before it fails for good; a job keeps the number it was
     queued with, so set it where jobs are requested (the window, `corral provision`)."""

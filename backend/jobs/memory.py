@@ -103,11 +103,17 @@ class InMemoryJobStore:
     async def close(self) -> None:
         self.closed = True
 
-    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
+    async def claim(
+        self, worker: str, limit: int, lease: float, kinds: Sequence[str] | None = None
+    ) -> list[ClaimedJob]:
         self._check()
         now = time.monotonic()
         ready = sorted(
-            (job for job in self.jobs.values() if job.state == "queued" and job.run_after <= now),
+            (
+                job
+                for job in self.jobs.values()
+                if job.state == "queued" and job.run_after <= now and (kinds is None or job.kind in kinds)
+            ),
             key=lambda job: (-job.priority, job.run_after, job.id),
         )[:limit]
         for job in ready:

@@ -53,8 +53,10 @@ class PostgresJobStore:
             except TimeoutError:
                 pool.terminate()
 
-    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
-        rows = await self._fetch("claim_jobs", worker, limit, lease)
+    async def claim(
+        self, worker: str, limit: int, lease: float, kinds: Sequence[str] | None = None
+    ) -> list[ClaimedJob]:
+        rows = await self._fetch("claim_jobs", worker, limit, lease, None if kinds is None else list(kinds))
         return [
             ClaimedJob(
                 id=row["id"],

@@ -52,8 +52,10 @@ class JobStore(Protocol):
     async def close(self) -> None:
         """Release what :meth:`open` took. The store is not used afterwards."""
 
-    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
-        """Lease up to *limit* runnable jobs to *worker* for *lease* seconds.
+    async def claim(
+        self, worker: str, limit: int, lease: float, kinds: Sequence[str] | None = None
+    ) -> list[ClaimedJob]:
+        """Lease up to *limit* runnable jobs (of *kinds*, or any) to *worker* for *lease* seconds.
 
         Highest priority first, then oldest ``run_after``, then id. Each claimed
         job's attempt count goes up by one.

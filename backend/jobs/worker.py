@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,9 @@ class Worker:
     """Runs jobs of the kinds in *handlers* until :meth:`stop`.
 
     *store* is a :class:`~backend.jobs.store.JobStore`, or a Database for the
-    Postgres one. At most *concurrency* handlers run at once. With *prefetch* > 0
+    Postgres one. With *kinds*, it claims only jobs of those kinds (so two workers
+    can split the queue, each with its own concurrency); without, any job. At
+    most *concurrency* handlers run at once. With *prefetch* > 0
     (batch mode, for many short jobs) the worker also holds up to that many
     claimed jobs in a local backlog and claims in batches, so one claim statement
     serves many jobs. Successes are always recorded in batches by one flusher task.
@@ -68,6 +70,7 @@ class Worker:
         lease_seconds: float = 30.0,
         poll_seconds: float = 5.0,
         retry_base_seconds: float = 1.0,
+        kinds: Sequence[str] | None = None,
     ) -> None:
         self._store: JobStore = PostgresJobStore(store) if isinstance(store, Database) else store
         self._handlers = handlers
@@ -76,6 +79,7 @@ class Worker:
         self._lease = lease_seconds
         self._poll = poll_seconds
         self._retry_base = retry_base_seconds
+        self._kinds = None if kinds is None else tuple(kinds)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
@@ -93,7 +97,9 @@ class Worker:
 
     async def start(self) -> None:
         """Open the store and start claiming. Raises StoreUnavailable."""
-        await self._store.open(self._concurrency + 3, self._wake.set)
+        # Statements are short (claims, heartbeats, progress): a few connections
+        # serve many handlers, which mostly wait on devices, not on this pool.
+        await self._store.open(min(self._concurrency, 8) + 3, self._wake.set)
         self._claim_task = self._supervised("claim", self._claim_loop)
         self._flush_task = self._supervised("flush", self._flush_loop)
         self._heartbeat_task = self._supervised("heartbeat", self._heartbeat_loop)
@@ -200,7 +206,7 @@ class Worker:
 
     def _claim(self, want: int) -> asyncio.Future[list[ClaimedJob]]:
         """Start a claim whose result reaches the backlog even if the caller is cancelled."""
-        claim = asyncio.ensure_future(self._store.claim(self.name, want, self._lease))
+        claim = asyncio.ensure_future(self._store.claim(self.name, want, self._lease, self._kinds))
         self._claiming = claim
         claim.add_done_callback(self._on_claimed)
         return asyncio.shield(claim)

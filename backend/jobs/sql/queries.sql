@@ -1,8 +1,9 @@
 -- claim_jobs --
--- Lease up to $2 runnable jobs to worker $1 for $3 seconds, oldest first within priority.
+-- Lease up to $2 runnable jobs of kinds $4 (NULL: any) to worker $1 for $3 seconds,
+-- oldest first within priority.
 WITH picked AS (
     SELECT id FROM jobs
-    WHERE state = 'queued' AND run_after <= now()
+    WHERE state = 'queued' AND run_after <= now() AND ($4::text[] IS NULL OR kind = ANY($4::text[]))
     ORDER BY priority DESC, run_after, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED

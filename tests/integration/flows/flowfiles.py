@@ -32,7 +32,9 @@ WAIT_FOR_NOTHING = f"""\
 url: {PAGES}/click.html
 name: wait-for-nothing
 ---
-- launchApp
+# Devices provisioned together start their browsers at once: give it time.
+- launchApp:
+    timeout: 60000
 - extendedWaitUntil:
     visible: This text never appears
     timeout: 60000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import text
 
@@ -83,6 +83,29 @@ async def test_runs_jobs_woken_by_notify(settings: Settings) -> None:
             assert job["progress"] == 1.0
             assert job["attempts"] == 1
         assert sorted(seen) == ids
+    finally:
+        await worker.stop()
+        await database.close()
+
+
+async def test_a_worker_with_kinds_claims_only_those(settings: Settings) -> None:
+    database = await Database.open(settings)
+    seen: list[str] = []
+
+    async def handler(job: JobContext) -> None:
+        seen.append(job.kind)
+
+    worker = Worker(database, {"flow": handler}, concurrency=2, poll_seconds=30, kinds=["flow"])
+    await worker.start()
+    try:
+        await _wait_listening(database)
+        (other,) = await _enqueue(database, "provision")
+        (mine,) = await _enqueue(database, "flow")
+        await _wait_state(database, mine, "succeeded", timeout=5)
+        # Enqueued first and runnable, yet left for the worker of its kind.
+        left = await _job(database, other)
+        assert (left["state"], left["attempts"], left["lease_owner"]) == ("queued", 0, None)
+        assert seen == ["flow"]
     finally:
         await worker.stop()
         await database.close()
@@ -256,8 +279,10 @@ class _PausingStore(PostgresJobStore):
         self.committed = asyncio.Event()
         self.resume = asyncio.Event()
 
-    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
-        claimed = await super().claim(worker, limit, lease)
+    async def claim(
+        self, worker: str, limit: int, lease: float, kinds: Sequence[str] | None = None
+    ) -> list[ClaimedJob]:
+        claimed = await super().claim(worker, limit, lease, kinds)
         if claimed:
             self.committed.set()
             await self.resume.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -312,8 +312,10 @@ class _PausingStore(InMemoryJobStore):
         self.committed = asyncio.Event()
         self.resume = asyncio.Event()
 
-    async def claim(self, worker: str, limit: int, lease: float) -> list[ClaimedJob]:
-        claimed = await super().claim(worker, limit, lease)
+    async def claim(
+        self, worker: str, limit: int, lease: float, kinds: Sequence[str] | None = None
+    ) -> list[ClaimedJob]:
+        claimed = await super().claim(worker, limit, lease, kinds)
         if claimed:
             self.committed.set()
             await self.resume.wait()
@@ -413,3 +415,36 @@ async def test_stop_without_a_start_or_twice_does_nothing_more(caplog: pytest.Lo
     with caplog.at_level(logging.WARNING):
         await worker.stop()
     assert caplog.text == ""
+
+
+async def test_two_workers_split_the_queue_by_kind_each_with_its_own_concurrency() -> None:
+    """Provisioning keeps its small limit while flow runs (mostly waiting) fill their own slots."""
+    store = InMemoryJobStore()
+    release = asyncio.Event()
+    running: dict[str, int] = {"provision": 0, "flow": 0}
+    peak: dict[str, int] = {"provision": 0, "flow": 0}
+
+    async def handler(job: JobContext) -> None:
+        running[job.kind] += 1
+        peak[job.kind] = max(peak[job.kind], running[job.kind])
+        await release.wait()
+        running[job.kind] -= 1
+
+    devices = Worker(store, {"provision": handler}, concurrency=2, poll_seconds=30, kinds=["provision"])
+    flows = Worker(store, {"flow": handler}, concurrency=6, poll_seconds=30, kinds=["flow"])
+    await devices.start()
+    await flows.start()
+    try:
+        ids = [store.enqueue("provision") for _ in range(4)] + [store.enqueue("flow") for _ in range(6)]
+        await _until(lambda: running == {"provision": 2, "flow": 6})
+        owners = {store.jobs[i].kind: set() for i in ids}
+        for job_id in ids:
+            if store.jobs[job_id].lease_owner is not None:
+                owners[store.jobs[job_id].kind].add(store.jobs[job_id].lease_owner)
+        assert owners == {"provision": {devices.name}, "flow": {flows.name}}
+        release.set()
+        await _until(lambda: all(store.jobs[i].state == "succeeded" for i in ids))
+    finally:
+        await devices.stop()
+        await flows.stop()
+    assert peak == {"provision": 2, "flow": 6}
