@@ -187,7 +187,14 @@ class Database:
         elif self._listener is not None and not self._listener.is_closed():
             task = asyncio.create_task(self._listener.add_listener(channel, self._dispatch))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._listener_added)
+
+    def _listener_added(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The LISTEN connection went away (closing, Postgres restarting): the
+            # listener loop LISTENs on every channel again when it reconnects.
+            log.debug("LISTEN on a new channel failed (%s); the listener adds it when it reconnects", exc)
 
     async def close(self) -> None:
         """Stop listening, close every connection, stop the embedded server if unused.

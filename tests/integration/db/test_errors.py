@@ -42,3 +42,37 @@ async def test_a_failing_statement_is_database_error_and_corral_errors_pass(sett
             await DeviceStore(database).get("nope")
     finally:
         await database.close()
+
+
+async def test_a_channel_added_while_the_listen_connection_dies_leaves_no_unretrieved_error(
+    settings: Settings,
+) -> None:
+    """A CLI that stops right after subscribing printed "Task exception was never retrieved"."""
+    import asyncio
+    import gc
+
+    database = await Database.open(settings)
+    unhandled: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        database.on_notify("corral_test_first", lambda _c, _p: None)
+        async with asyncio.timeout(10):
+            while database._listener is None or database._listener.is_closed():
+                await asyncio.sleep(0.01)
+        listener = database._listener
+        # The connection dies (Database.close, a Postgres restart) just after the next
+        # channel was asked for, before its LISTEN ran.
+        database.on_notify("corral_test_second", lambda _c, _p: None)
+        pending = list(database._tasks)
+        listener.terminate()
+        await asyncio.wait(pending)  # waits without retrieving the outcome, as nobody did
+        assert all(task.done() for task in pending)
+        assert pending, "the second channel was added by a task of its own"
+        del pending
+        gc.collect()
+        await asyncio.sleep(0)
+        assert unhandled == []
+    finally:
+        loop.set_exception_handler(None)
+        await database.close()
