@@ -82,32 +82,28 @@ def _selector_problem(exc: PlaywrightError) -> str | None:
 
 async def wait_visible(page: Page, target: Target, timeout: float, action: str) -> Locator:
     """Wait until *target* is visible; return its locator. Raises CommandFailed naming what it awaited."""
+    return await _wait_for(page, target, timeout, action, visible=True)
+
+
+async def wait_gone(page: Page, target: Target, timeout: float, action: str) -> None:
+    """Wait until no element *target* names is visible. Raises CommandFailed naming it."""
+    await _wait_for(page, target, timeout, action, visible=False)
+
+
+async def _wait_for(page: Page, target: Target, timeout: float, action: str, *, visible: bool) -> Locator:
     locator = locate(page, target, action)
     try:
-        await locator.wait_for(state="visible", timeout=timeout * 1000)
+        await locator.wait_for(state="visible" if visible else "hidden", timeout=timeout * 1000)
     except PlaywrightTimeout as exc:
-        raise CommandFailed(
-            f"{action}: no element with {target.describe()} became visible within {seconds(timeout)}"
-        ) from exc
+        what = (
+            f"no element with {target.describe()} became visible within {seconds(timeout)}"
+            if visible
+            else f"an element with {target.describe()} was still visible after {seconds(timeout)}"
+        )
+        raise CommandFailed(f"{action}: {what}") from exc
     except PlaywrightError as exc:
         problem = _selector_problem(exc)
         if problem is None:
             raise
         raise CommandFailed(f"{action}: {target.describe()}: {problem}") from exc
     return locator
-
-
-async def wait_gone(page: Page, target: Target, timeout: float, action: str) -> None:
-    """Wait until no element *target* names is visible. Raises CommandFailed naming it."""
-    locator = locate(page, target, action)
-    try:
-        await locator.wait_for(state="hidden", timeout=timeout * 1000)
-    except PlaywrightTimeout as exc:
-        raise CommandFailed(
-            f"{action}: an element with {target.describe()} was still visible after {seconds(timeout)}"
-        ) from exc
-    except PlaywrightError as exc:
-        problem = _selector_problem(exc)
-        if problem is None:
-            raise
-        raise CommandFailed(f"{action}: {target.describe()}: {problem}") from exc

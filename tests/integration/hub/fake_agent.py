@@ -13,12 +13,15 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from agent.protocol import Command, Hello, Result, decode, decode_credential, encode, session_token
 from backend.config import Settings, rundir
@@ -130,3 +133,28 @@ class FakeAgent:
             await self.connection.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def stalled_agent(path: Path, token: str) -> socket.socket:
+    """A raw connection that completes the handshake, says hello, then never reads again.
+
+    Blocking; run it in a thread. Uses websockets' sans-I/O client to make the bytes.
+    """
+    protocol = ClientProtocol(parse_uri("ws://hub/"))
+    request = protocol.connect()
+    request.headers["Authorization"] = f"Bearer {token}"
+    protocol.send_request(request)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(str(path))
+    for chunk in protocol.data_to_send():
+        sock.sendall(chunk)
+    while protocol.handshake_exc is None and not protocol.events_received():
+        data = sock.recv(65536)
+        assert data, "the hub closed the stalled agent during the handshake"
+        protocol.receive_data(data)
+    assert protocol.handshake_exc is None, protocol.handshake_exc
+    protocol.send_text(encode(Hello(device_id="dev1", agent_version="stalled")).encode())
+    for chunk in protocol.data_to_send():
+        sock.sendall(chunk)
+    return sock

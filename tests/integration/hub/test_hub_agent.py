@@ -6,21 +6,19 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import unix_connect
-from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
-from websockets.uri import parse_uri
 
 from agent.client import AgentClient
-from agent.protocol import Hello, decode_credential, encode, encode_credential, session_token
+from agent.protocol import Hello, decode_credential, encode_credential, session_token
 from backend.config import Settings, rundir
 from backend.hub import Hub, HubError, HubListener
+from tests.integration.hub.fake_agent import stalled_agent
 
 
 @pytest.fixture
@@ -267,36 +265,11 @@ async def test_two_holders_of_one_credential_swap_a_bounded_number_of_times(
         await hub.stop()
 
 
-def _stalled_agent(path: Path, token: str) -> socket.socket:
-    """A raw connection that completes the handshake, says hello, then never reads again.
-
-    Blocking; run it in a thread. Uses websockets' sans-I/O client to make the bytes.
-    """
-    protocol = ClientProtocol(parse_uri("ws://hub/"))
-    request = protocol.connect()
-    request.headers["Authorization"] = f"Bearer {token}"
-    protocol.send_request(request)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(5)
-    sock.connect(str(path))
-    for chunk in protocol.data_to_send():
-        sock.sendall(chunk)
-    while protocol.handshake_exc is None and not protocol.events_received():
-        data = sock.recv(65536)
-        assert data, "the hub closed the stalled agent during the handshake"
-        protocol.receive_data(data)
-    assert protocol.handshake_exc is None, protocol.handshake_exc
-    protocol.send_text(encode(Hello(device_id="dev1", agent_version="stalled")).encode())
-    for chunk in protocol.data_to_send():
-        sock.sendall(chunk)
-    return sock
-
-
 async def test_a_stalled_old_connection_does_not_delay_the_new_agent(hub_settings: Settings) -> None:
     """Before: the hub waited for the old connection's close handshake for 10 s."""
     recorder = Recorder()
     hub, path = await _listening_hub(hub_settings, "dev1", recorder)
-    stalled = await asyncio.to_thread(_stalled_agent, path, _token(hub_settings))
+    stalled = await asyncio.to_thread(stalled_agent, path, _token(hub_settings))
     client = AgentClient(str(path), "dev1", str(_credential_path(hub_settings)))
     task = None
     try:

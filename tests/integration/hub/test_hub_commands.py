@@ -7,19 +7,16 @@ hub handled the frames sent before it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from websockets.client import ClientProtocol
-from websockets.uri import parse_uri
 
-from agent.protocol import Hello, Result, encode
+from agent.protocol import Result
 from backend.config import Settings
 from backend.hub import AgentDisconnected, CommandOutcome, CommandTimeout, Hub, HubError, HubListener
-from tests.integration.hub.fake_agent import FakeAgent, hub_settings_for, serve, token_for
+from tests.integration.hub.fake_agent import FakeAgent, hub_settings_for, serve, stalled_agent, token_for
 
 
 class Outcomes(HubListener):
@@ -183,31 +180,9 @@ async def test_a_bad_command_is_a_hub_error_and_nothing_is_sent(settings: Settin
         assert agent.commands.empty()
 
 
-def _stalled_agent(path: Path, token: str) -> socket.socket:
-    """Handshake and hello, then never read again (so pings go unanswered). Blocking."""
-    protocol = ClientProtocol(parse_uri("ws://hub/"))
-    request = protocol.connect()
-    request.headers["Authorization"] = f"Bearer {token}"
-    protocol.send_request(request)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(5)
-    sock.connect(str(path))
-    for chunk in protocol.data_to_send():
-        sock.sendall(chunk)
-    while protocol.handshake_exc is None and not protocol.events_received():
-        data = sock.recv(65536)
-        assert data, "the hub closed the stalled agent during the handshake"
-        protocol.receive_data(data)
-    assert protocol.handshake_exc is None, protocol.handshake_exc
-    protocol.send_text(encode(Hello(device_id="dev1", agent_version="stalled")).encode())
-    for chunk in protocol.data_to_send():
-        sock.sendall(chunk)
-    return sock
-
-
 async def test_keepalive_drops_a_silent_agent_and_fails_its_commands(settings: Settings) -> None:
     hub = await serve(settings, ["dev1"], ping_interval=0.2, ping_timeout=0.2)
-    stalled = await asyncio.to_thread(_stalled_agent, hub.socket_path("dev1"), token_for(settings, "dev1"))
+    stalled = await asyncio.to_thread(stalled_agent, hub.socket_path("dev1"), token_for(settings, "dev1"))
     try:
         await hub.wait_hello("dev1", timeout=5)
         started = time.monotonic()
