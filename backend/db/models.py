@@ -101,7 +101,8 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    """No foreign key: device rows are never deleted, and the check cost a third of an insert."""
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     source: Mapped[str] = mapped_column(String(32))
     """Who said it: ``agent``, ``hub``, ``flow``."""
